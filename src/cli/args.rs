@@ -1,0 +1,232 @@
+//! The clap definitions: every flag, its help text, default and example. Completions and the
+//! man page are generated from these same definitions.
+
+use std::collections::BTreeSet;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::firewall::rules::Syntax;
+use crate::firewall::{Peer, Side};
+use crate::model::{Port, PortRange, ServerOs, parse_port};
+use crate::report::Format;
+use crate::units::{Duration, Probability, Rate, parse_non_negative};
+
+/// Exact UDP port ranges for FASP-style transfer servers, and the firewall rules for them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "udprange",
+    version,
+    about,
+    long_about = "Exact UDP port ranges for FASP-style transfer servers.\n\n\
+        A transfer server hands out UDP ports incrementally from 33001. Windows servers give \
+        every concurrent session its own port, macOS and FreeBSD one per user account, linux \
+        one for all (unless port reuse is off). udprange tells you the exact range your \
+        client and server firewalls must open, and writes the rules.",
+    after_help = "Exit codes: 0 success, 1 a check failed, 2 bad input.\n\
+        Example: udprange plan --os windows --concurrent 10"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The UDP range, control port and firewall openings for a server and workload.
+    ///
+    /// Fixed workload (the vendor's rule): --concurrent N. Random load: --offered-load A, or
+    /// --arrival-rate R with --mean-duration D, sized to --target-blocking.
+    Plan(PlanArgs),
+    /// Firewall rules to paste, for the same flags as `plan`.
+    Rules(RulesArgs),
+    /// Shell completion script on stdout (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// Shell to generate for, e.g. `udprange completions bash > /etc/bash_completion.d/udprange`.
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) on stdout, e.g. `udprange man > udprange.1`.
+    Man,
+}
+
+/// The server, the workload and the openings: shared by `plan` and `rules`.
+#[derive(Debug, Args)]
+pub struct SizingArgs {
+    /// Server OS: windows, macos, freebsd or linux. Decides which sessions share a port.
+    /// Example: --os macos
+    #[arg(long, default_value = "windows", value_parser = parse_os)]
+    pub os: ServerOs,
+
+    /// First UDP port the server hands out. Example: --base-port 33001
+    #[arg(long, value_name = "PORT", default_value = "33001", value_parser = parse_port_flag)]
+    pub base_port: Port,
+
+    /// Highest UDP port the server may hand out (server cap); none by default.
+    /// Example: --max-port 33100
+    #[arg(long, value_name = "PORT", value_parser = parse_port_flag)]
+    pub max_port: Option<Port>,
+
+    /// Transfers running at once (the vendor's example is 10). Example: --concurrent 25
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "10",
+        conflicts_with_all = ["offered_load", "arrival_rate"]
+    )]
+    pub concurrent: u64,
+
+    /// Sessions each transfer is split into (multi-session transfers).
+    /// Example: --sessions-per-transfer 4
+    #[arg(long, value_name = "K", default_value = "1")]
+    pub sessions_per_transfer: u64,
+
+    /// User accounts the transfers run under (matters on macOS/FreeBSD); default: every
+    /// transfer may be its own account (worst case). Example: --accounts 3
+    #[arg(long, value_name = "N")]
+    pub accounts: Option<u64>,
+
+    /// UDP ports other services hold on the server, as ports and ranges, comma separated;
+    /// none by default. Example: --occupied 33004,33007-33009
+    #[arg(long, value_name = "PORTS", value_parser = parse_port_list)]
+    pub occupied: Vec<Vec<Port>>,
+
+    /// Linux server with udp_port_reuse = false: one port per session (default: reuse on,
+    /// all sessions share one port). Example: --os linux --no-udp-port-reuse
+    #[arg(long)]
+    pub no_udp_port_reuse: bool,
+
+    /// TCP control port (SSH). Default 22; the vendor recommends 33001.
+    /// Example: --ssh-port 33001
+    #[arg(long, value_name = "PORT", default_value = "22", value_parser = parse_port_flag)]
+    pub ssh_port: Port,
+
+    /// Also open the Vlink UDP port 55001 (multicast between servers). Off by default.
+    /// Example: --vlink
+    #[arg(long)]
+    pub vlink: bool,
+
+    /// Random load in Erlang (mean transfers in progress), instead of --concurrent.
+    /// Example: --offered-load 10
+    #[arg(long, value_name = "ERLANG", value_parser = parse_load, conflicts_with = "arrival_rate")]
+    pub offered_load: Option<f64>,
+
+    /// Transfer arrival rate, with --mean-duration, instead of --offered-load.
+    /// Example: --arrival-rate 120/h
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, requires = "mean_duration")]
+    pub arrival_rate: Option<Rate>,
+
+    /// Mean transfer duration, with --arrival-rate. Example: --mean-duration 4m
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "arrival_rate")]
+    pub mean_duration: Option<Duration>,
+
+    /// Largest acceptable probability that a transfer is blocked (random load).
+    /// Example: --target-blocking 0.1%
+    #[arg(long, value_name = "P", default_value = "0.001", value_parser = parse_probability)]
+    pub target_blocking: Probability,
+
+    /// A finite number of clients (Engset) instead of an unlimited population (Erlang-B);
+    /// random load only. Example: --sources 50
+    #[arg(long, value_name = "M")]
+    pub sources: Option<u64>,
+}
+
+impl SizingArgs {
+    pub fn occupied(&self) -> BTreeSet<Port> {
+        self.occupied.iter().flatten().copied().collect()
+    }
+
+    /// Random load in Erlang, if the random-load flags were given.
+    pub fn offered_load(&self) -> Option<f64> {
+        self.offered_load.or_else(|| {
+            Some(self.arrival_rate?.per_second() * self.mean_duration?.as_secs_f64())
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub sizing: SizingArgs,
+
+    /// Output format: text, json (one object) or csv (the table). Example: --format json
+    #[arg(long, default_value = "text", value_parser = parse_format)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(flatten)]
+    pub sizing: SizingArgs,
+
+    /// Rule syntax: nftables, iptables (restore format), powershell (New-NetFirewallRule)
+    /// or pf. Example: --syntax iptables
+    #[arg(long, default_value = "nftables", value_parser = parse_syntax)]
+    pub syntax: Syntax,
+
+    /// Whose firewall: client (outbound to the server) or server (inbound from clients).
+    /// Example: --side server
+    #[arg(long, default_value = "client", value_parser = parse_side)]
+    pub side: Side,
+
+    /// Restrict the rules to this address or network: the server on the client side, the
+    /// clients on the server side. Any by default. Example: --peer 198.51.100.7
+    #[arg(long, value_name = "ADDR[/PREFIX]", value_parser = parse_peer)]
+    pub peer: Option<Peer>,
+
+    /// Also drop UDP outside the openings (to the peer, if given). Off by default: the rules
+    /// only allow, for merging into an existing policy. Example: --default-drop
+    #[arg(long)]
+    pub default_drop: bool,
+}
+
+fn parse_os(text: &str) -> Result<ServerOs, String> {
+    text.parse().map_err(|e: crate::model::UnknownOs| e.to_string())
+}
+
+fn parse_port_flag(text: &str) -> Result<Port, String> {
+    parse_port(text).map_err(|e| e.to_string())
+}
+
+fn parse_port_list(text: &str) -> Result<Vec<Port>, String> {
+    let mut ports = Vec::new();
+    for item in text.split(',') {
+        let range: PortRange = item.parse().map_err(|e| format!("'{item}': {e}"))?;
+        ports.extend(range.ports());
+    }
+    Ok(ports)
+}
+
+fn parse_load(text: &str) -> Result<f64, String> {
+    parse_non_negative(text).map_err(|e| e.to_string())
+}
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    text.parse().map_err(|e: crate::units::UnitError| e.to_string())
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse().map_err(|e: crate::units::UnitError| e.to_string())
+}
+
+fn parse_probability(text: &str) -> Result<Probability, String> {
+    text.parse().map_err(|e: crate::units::UnitError| e.to_string())
+}
+
+fn parse_format(text: &str) -> Result<Format, String> {
+    text.parse()
+}
+
+fn parse_syntax(text: &str) -> Result<Syntax, String> {
+    text.parse()
+}
+
+fn parse_side(text: &str) -> Result<Side, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "client" => Ok(Side::Client),
+        "server" => Ok(Side::Server),
+        _ => Err(format!("unknown side '{text}' (client, server)")),
+    }
+}
+
+fn parse_peer(text: &str) -> Result<Peer, String> {
+    text.parse().map_err(|e: crate::firewall::BadPeer| e.to_string())
+}

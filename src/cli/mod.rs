@@ -1,0 +1,378 @@
+//! The command line: parses flags, calls the engines, prints. The only module that reads
+//! flags or writes to stdout/stderr.
+//!
+//! Exit codes: [`EXIT_OK`] 0, [`EXIT_FAILED`] 1 (a check or verdict failed, or output could not
+//! be written), [`EXIT_USAGE`] 2 (bad input: one line on stderr naming the flag, nothing on
+//! stdout).
+
+mod args;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+pub use args::{Cli, Command, PlanArgs, RulesArgs, SizingArgs};
+
+use crate::firewall::rules::{self, RuleSet};
+use crate::firewall::{Requirements, Side};
+use crate::model::{PortRange, ServerOs};
+use crate::plan::erlang::LossModel;
+use crate::plan::{self, Demand, Field, PlanError, ServerSpec, Transfers};
+use crate::report::{Export, PlanReport, Stochastic, TableRow};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+/// Bad input, as one line: the flag and value at fault and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    fn flag(flag: &str, value: &str, message: impl std::fmt::Display) -> Self {
+        if value.is_empty() {
+            Self(format!("{flag}: {message}"))
+        } else {
+            Self(format!("{flag} {value}: {message}"))
+        }
+    }
+}
+
+/// Runs the command line `args` (program name first), writing to `out` and `err`, and
+/// returns the exit code. Output is built in full before anything is written.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e, out, err),
+    };
+    match execute(&cli.command) {
+        Ok(text) => match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => EXIT_OK,
+            // A closed pipe (`udprange … | head`) is the reader's choice, not a failure.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
+            Err(e) => {
+                let _ = writeln!(err, "udprange: error: writing output: {e}");
+                EXIT_FAILED
+            }
+        },
+        Err(usage) => {
+            let _ = writeln!(err, "udprange: error: {usage}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// Help and version go to stdout with exit 0; every parse error becomes one line.
+fn clap_error(e: clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = write!(out, "{}", e.render());
+            EXIT_OK
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = write!(err, "{}", e.render());
+            EXIT_USAGE
+        }
+        _ => {
+            let _ = writeln!(err, "udprange: {}", first_paragraph(&e.render().to_string()));
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The first paragraph of a clap message, folded onto one line.
+fn first_paragraph(message: &str) -> String {
+    message
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn execute(command: &Command) -> Result<String, UsageError> {
+    match command {
+        Command::Plan(args) => Ok(plan_report(&args.sizing)?.render(args.format)),
+        Command::Rules(args) => rules_text(args),
+        Command::Completions { shell } => {
+            let mut buffer = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "udprange", &mut buffer);
+            Ok(String::from_utf8(buffer).expect("completions are UTF-8"))
+        }
+        Command::Man => {
+            let mut buffer = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buffer)
+                .expect("rendering to memory cannot fail");
+            Ok(String::from_utf8(buffer).expect("man page is UTF-8"))
+        }
+    }
+}
+
+fn server_spec(args: &SizingArgs) -> Result<ServerSpec, UsageError> {
+    if args.no_udp_port_reuse && args.os != ServerOs::Linux {
+        return Err(UsageError::flag(
+            "--no-udp-port-reuse",
+            "",
+            format!(
+                "applies to linux servers only; a {} server never shares ports across accounts \
+                 the way linux reuse does",
+                args.os
+            ),
+        ));
+    }
+    if let Some(max_port) = args.max_port
+        && max_port < args.base_port
+    {
+        return Err(UsageError::flag(
+            "--max-port",
+            &max_port.to_string(),
+            format!("is below --base-port {}", args.base_port),
+        ));
+    }
+    Ok(ServerSpec {
+        os: args.os,
+        udp_port_reuse: !args.no_udp_port_reuse,
+        base_port: args.base_port,
+        max_port: args.max_port,
+        occupied: args.occupied(),
+    })
+}
+
+/// Turns a plan error into the flag the user typed.
+fn blame(args: &SizingArgs, e: PlanError) -> UsageError {
+    let field = e.field();
+    let (flag, value) = match field {
+        Field::BasePort => ("--base-port".to_string(), args.base_port.to_string()),
+        Field::MaxPort => (
+            "--max-port".to_string(),
+            args.max_port.map(|p| p.to_string()).unwrap_or_default(),
+        ),
+        Field::Occupied => ("--occupied".to_string(), compact_ports(&args.occupied())),
+        Field::Concurrent => ("--concurrent".to_string(), args.concurrent.to_string()),
+        Field::SessionsPerTransfer => (
+            "--sessions-per-transfer".to_string(),
+            args.sessions_per_transfer.to_string(),
+        ),
+        Field::Accounts => (
+            "--accounts".to_string(),
+            args.accounts.map(|a| a.to_string()).unwrap_or_default(),
+        ),
+        Field::Sources => (
+            "--sources".to_string(),
+            args.sources.map(|a| a.to_string()).unwrap_or_default(),
+        ),
+        Field::OfferedLoad => match (args.offered_load, args.arrival_rate, args.mean_duration) {
+            (Some(load), _, _) => ("--offered-load".to_string(), load.to_string()),
+            (None, Some(rate), Some(duration)) => (
+                format!("--arrival-rate {rate} --mean-duration"),
+                duration.to_string(),
+            ),
+            _ => ("--offered-load".to_string(), String::new()),
+        },
+        Field::TargetBlocking => (
+            "--target-blocking".to_string(),
+            args.target_blocking.to_string(),
+        ),
+    };
+    UsageError::flag(&flag, &value, e)
+}
+
+/// Plans for the flags: random load when a load is given, else the fixed workload.
+fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
+    let server = server_spec(args)?;
+    let requirements = |range: PortRange| Requirements::new(args.ssh_port, range, args.vlink);
+    let base = |ports_needed, udp_range: PortRange, occupied_in_range| PlanReport {
+        os: server.os,
+        sharing: server.rule(),
+        udp_port_reuse: server.udp_port_reuse,
+        base_port: server.base_port,
+        concurrent: None,
+        sessions_per_transfer: args.sessions_per_transfer,
+        accounts: args.accounts,
+        ports_needed,
+        udp_range: udp_range.into(),
+        occupied_in_range,
+        tcp_control_port: args.ssh_port,
+        vlink_port: args.vlink.then_some(crate::firewall::VLINK_PORT),
+        stochastic: None,
+        client_openings: Vec::new(),
+        server_openings: Vec::new(),
+    };
+    let report = match args.offered_load() {
+        Some(offered_load) => {
+            let demand = Demand {
+                offered_load,
+                sources: args.sources,
+                accounts: args.accounts,
+                sessions_per_transfer: args.sessions_per_transfer,
+            };
+            let plan = plan::plan_capacity(&server, &demand, args.target_blocking.value())
+                .map_err(|e| blame(args, e))?;
+            PlanReport {
+                stochastic: Some(Stochastic {
+                    model: model_name(&plan.model).to_string(),
+                    offered_load,
+                    target_blocking: plan.target_blocking,
+                    blocking: plan.blocking,
+                    sources: args.sources,
+                    table: plan
+                        .table
+                        .iter()
+                        .map(|&(ports, blocking)| TableRow { ports, blocking })
+                        .collect(),
+                }),
+                ..base(plan.ports_needed, plan.udp_range, plan.occupied_in_range)
+            }
+            .with_openings(&requirements(plan.udp_range))
+        }
+        None => {
+            if let Some(sources) = args.sources {
+                return Err(UsageError::flag(
+                    "--sources",
+                    &sources.to_string(),
+                    "needs random load (--offered-load, or --arrival-rate with --mean-duration)",
+                ));
+            }
+            let transfers = Transfers {
+                concurrent: args.concurrent,
+                sessions_per_transfer: args.sessions_per_transfer,
+                accounts: args.accounts,
+            };
+            let sizing = plan::size(&server, &transfers).map_err(|e| blame(args, e))?;
+            PlanReport {
+                concurrent: Some(args.concurrent),
+                ..base(sizing.ports_needed, sizing.udp_range, sizing.occupied_in_range)
+            }
+            .with_openings(&requirements(sizing.udp_range))
+        }
+    };
+    Ok(report)
+}
+
+/// `33004,33007-33009`: ports written back as the ranges they form.
+fn compact_ports(ports: &std::collections::BTreeSet<crate::model::Port>) -> String {
+    let mut ranges: Vec<PortRange> = Vec::new();
+    for &port in ports {
+        match ranges.last_mut() {
+            Some(last) if u32::from(last.last()) + 1 == u32::from(port) => {
+                *last = PortRange::new(last.first(), port).expect("ascending");
+            }
+            _ => ranges.push(PortRange::single(port).expect("parsed ports are 1-65535")),
+        }
+    }
+    ranges
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn model_name(model: &LossModel) -> &'static str {
+    match model {
+        LossModel::ErlangB { .. } => "erlang-b",
+        LossModel::Engset { .. } => "engset",
+        LossModel::PerAccount { .. } => "per-account engset",
+        LossModel::SharedPort => "shared port",
+        LossModel::MultiSession { .. } => "multi-session erlang-b/engset",
+    }
+}
+
+fn rules_text(args: &RulesArgs) -> Result<String, UsageError> {
+    let report = plan_report(&args.sizing)?;
+    let range = PortRange::new(report.udp_range.first, report.udp_range.last)
+        .expect("plans give valid ranges");
+    let requirements = Requirements::new(args.sizing.ssh_port, range, args.sizing.vlink);
+    let mut set = RuleSet::new(args.side, requirements.openings(args.side));
+    set.peer = args.peer;
+    set.default_drop = args.default_drop;
+    let toward = match args.side {
+        Side::Client => "outbound to the transfer server",
+        Side::Server => "inbound from clients",
+    };
+    set.header = vec![
+        format!(
+            "udprange: {} firewall, {toward}, for a {} server ({})",
+            args.side.name(),
+            report.os,
+            report.sharing.describe()
+        ),
+        format!(
+            "UDP {range} ({} ports needed), TCP control port {}",
+            report.ports_needed, report.tcp_control_port
+        ),
+    ];
+    rules::render(&set, args.syntax)
+        .map_err(|e| UsageError::flag("--peer", &args.peer.map(|p| p.to_string()).unwrap_or_default(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> (i32, String, String) {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let code = run(
+            std::iter::once("udprange").chain(args.iter().copied()),
+            &mut out,
+            &mut err,
+        );
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn seed_example() {
+        let (code, out, err) = run_args(&["plan", "--os", "windows", "--concurrent", "10"]);
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(out.contains("UDP 33001-33010"), "{out}");
+        assert!(out.contains("TCP 22"), "{out}");
+    }
+
+    #[test]
+    fn bad_input_is_one_line_and_exit_2() {
+        for args in [
+            &["plan", "--os", "solaris"][..],
+            &["plan", "--base-port", "0"],
+            &["plan", "--base-port", "65536"],
+            &["plan", "--base-port", "65530", "--concurrent", "7"],
+            &["plan", "--offered-load", "-1"],
+            &["plan", "--offered-load", "NaN"],
+            &["plan", "--offered-load", "10", "--target-blocking", "1.5"],
+            &["plan", "--offered-load", "10", "--concurrent", "5"],
+            &["plan", "--os", "windows", "--no-udp-port-reuse"],
+            &["plan", "--occupied", "33001-65535"],
+            &["plan", "--bogus"],
+            &["plan", "--arrival-rate", "2/s"],
+            &["rules", "--syntax", "cisco"],
+            &["rules", "--syntax", "iptables", "--peer", "2001:db8::1"],
+        ] {
+            let (code, out, err) = run_args(args);
+            assert_eq!(code, 2, "{args:?}: {err}");
+            assert!(out.is_empty(), "{args:?} wrote stdout: {out}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.starts_with("udprange: error: "), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        let (_, _, err) = run_args(&["plan", "--occupied", "33001-65535"]);
+        assert!(err.contains("--occupied"), "{err}");
+        let (_, _, err) = run_args(&["plan", "--max-port", "33005"]);
+        assert!(err.contains("--max-port 33005"), "{err}");
+        let (_, _, err) = run_args(&["plan", "--os", "solaris"]);
+        assert!(err.contains("--os") && err.contains("solaris"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! The port-allocation model: server OS rules, port ranges and the first-fit allocator.
+//! It knows nothing of clocks, sockets, files or flags.
+
+mod allocator;
+mod first_fit;
+mod os;
+mod range;
+
+pub use allocator::{AllocError, AllocatorConfig, Closed, PortAllocator};
+pub use first_fit::FirstFitSet;
+pub use os::{AccountId, PortKey, ServerOs, SessionId, SessionRef, SharingRule, UnknownOs};
+pub use range::{MAX_PORT, Port, PortRange, RangeError, parse_port};

@@ -1,0 +1,315 @@
+//! Quantities with units, as users write them: durations (`90s`, `4m`, `1.5h`, `250ms`),
+//! arrival rates (`120/h`, `2/s`, `10/min`) and probabilities (`0.001`, `0.1%`).
+//!
+//! Each parses with `FromStr` and prints back in the unit it was written in, so a value read
+//! from a flag or a file appears the same in reports. Values are finite and non-negative;
+//! anything else is an error that quotes the text.
+//!
+//! ```
+//! use udprange::units::{Duration, Probability, Rate};
+//! let d: Duration = "4m".parse().unwrap();
+//! assert_eq!(d.as_secs_f64(), 240.0);
+//! assert_eq!(d.to_string(), "4m");
+//! let r: Rate = "120/h".parse().unwrap();
+//! assert!((r.per_second() - 120.0 / 3600.0).abs() < 1e-12);
+//! assert_eq!(r.to_string(), "120/h");
+//! let p: Probability = "0.1%".parse().unwrap();
+//! assert_eq!(p.value(), 0.001);
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A unit of time, as written after a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    Nanos,
+    Micros,
+    Millis,
+    Seconds,
+    Minutes,
+    Hours,
+    Days,
+}
+
+impl TimeUnit {
+    const ALL: [(&'static str, TimeUnit); 10] = [
+        ("ns", Self::Nanos),
+        ("us", Self::Micros),
+        ("ms", Self::Millis),
+        ("s", Self::Seconds),
+        ("m", Self::Minutes),
+        ("min", Self::Minutes),
+        ("h", Self::Hours),
+        ("d", Self::Days),
+        ("sec", Self::Seconds),
+        ("hour", Self::Hours),
+    ];
+
+    pub fn seconds(self) -> f64 {
+        match self {
+            Self::Nanos => 1e-9,
+            Self::Micros => 1e-6,
+            Self::Millis => 1e-3,
+            Self::Seconds => 1.0,
+            Self::Minutes => 60.0,
+            Self::Hours => 3600.0,
+            Self::Days => 86400.0,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Nanos => "ns",
+            Self::Micros => "us",
+            Self::Millis => "ms",
+            Self::Seconds => "s",
+            Self::Minutes => "m",
+            Self::Hours => "h",
+            Self::Days => "d",
+        }
+    }
+
+    fn parse(symbol: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == symbol)
+            .map(|&(_, unit)| unit)
+    }
+}
+
+/// Why a quantity did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("'{0}' is not a duration (examples: 90s, 4m, 1.5h, 250ms)")]
+    Duration(String),
+    #[error("'{0}' is not a rate (examples: 120/h, 2/s, 10/min)")]
+    Rate(String),
+    #[error("'{0}' is not a probability strictly between 0 and 1 (examples: 0.001, 0.1%)")]
+    Probability(String),
+    #[error("'{0}' is not a finite number >= 0")]
+    Number(String),
+}
+
+/// Splits `"1.5h"` into `(1.5, "h")`; the number (plain or `1e-3` style) must be finite and
+/// non-negative. Signs are not accepted, so `-5s` is an error rather than a negative time.
+fn split_number(text: &str) -> Option<(f64, &str)> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    let mut end = bytes
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+        .unwrap_or(bytes.len());
+    // An exponent counts only when digits follow, so "5e" stays "5" with unit "e".
+    if bytes.get(end).is_some_and(|b| b.eq_ignore_ascii_case(&b'e')) {
+        let mut exponent = end + 1;
+        if matches!(bytes.get(exponent), Some(b'+' | b'-')) {
+            exponent += 1;
+        }
+        let digits = bytes[exponent..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits > 0 {
+            end = exponent + digits;
+        }
+    }
+    let value: f64 = text[..end].parse().ok()?;
+    (value.is_finite() && value >= 0.0).then_some((value, text[end..].trim()))
+}
+
+/// Parses a plain non-negative finite number (for loads in Erlang and counts).
+pub fn parse_non_negative(text: &str) -> Result<f64, UnitError> {
+    match split_number(text) {
+        Some((value, "")) => Ok(value),
+        _ => Err(UnitError::Number(text.to_string())),
+    }
+}
+
+/// A length of time, kept in the unit it was written in.
+#[derive(Debug, Clone, Copy)]
+pub struct Duration {
+    value: f64,
+    unit: TimeUnit,
+}
+
+impl Duration {
+    pub fn from_secs_f64(seconds: f64) -> Self {
+        Self {
+            value: seconds,
+            unit: TimeUnit::Seconds,
+        }
+    }
+
+    pub fn as_secs_f64(&self) -> f64 {
+        self.value * self.unit.seconds()
+    }
+}
+
+impl PartialEq for Duration {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_secs_f64() == other.as_secs_f64()
+    }
+}
+
+impl FromStr for Duration {
+    type Err = UnitError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || UnitError::Duration(text.to_string());
+        let (value, unit) = split_number(text).ok_or_else(error)?;
+        let unit = TimeUnit::parse(unit).ok_or_else(error)?;
+        Ok(Self { value, unit })
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.value, self.unit.symbol())
+    }
+}
+
+/// Events per unit of time, kept in the unit it was written in.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    count: f64,
+    per: TimeUnit,
+}
+
+impl Rate {
+    pub fn per_second(&self) -> f64 {
+        self.count / self.per.seconds()
+    }
+}
+
+impl PartialEq for Rate {
+    fn eq(&self, other: &Self) -> bool {
+        self.per_second() == other.per_second()
+    }
+}
+
+impl FromStr for Rate {
+    type Err = UnitError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || UnitError::Rate(text.to_string());
+        let (count, per) = text.split_once('/').ok_or_else(error)?;
+        let count = parse_non_negative(count).map_err(|_| error())?;
+        let per = TimeUnit::parse(per.trim()).ok_or_else(error)?;
+        Ok(Self { count, per })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, self.per.symbol())
+    }
+}
+
+/// A probability strictly between 0 and 1, written as a fraction or a percentage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Probability {
+    value: f64,
+    percent: bool,
+}
+
+impl Probability {
+    /// `None` unless `0 < value < 1`.
+    pub fn new(value: f64) -> Option<Self> {
+        (value > 0.0 && value < 1.0).then_some(Self {
+            value,
+            percent: false,
+        })
+    }
+
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+}
+
+impl FromStr for Probability {
+    type Err = UnitError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || UnitError::Probability(text.to_string());
+        let (value, suffix) = split_number(text).ok_or_else(error)?;
+        let (value, percent) = match suffix {
+            "" => (value, false),
+            "%" => (value / 100.0, true),
+            _ => return Err(error()),
+        };
+        let mut p = Self::new(value).ok_or_else(error)?;
+        p.percent = percent;
+        Ok(p)
+    }
+}
+
+impl fmt::Display for Probability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.percent {
+            write!(f, "{}%", self.value * 100.0)
+        } else {
+            write!(f, "{}", self.value)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        for (text, secs) in [
+            ("90s", 90.0),
+            ("4m", 240.0),
+            ("1.5h", 5400.0),
+            ("250ms", 0.25),
+            ("2d", 172800.0),
+        ] {
+            let d: Duration = text.parse().unwrap();
+            assert_eq!(d.as_secs_f64(), secs, "{text}");
+            assert_eq!(d.to_string(), text);
+        }
+        assert_eq!("10min".parse::<Duration>().unwrap().as_secs_f64(), 600.0);
+    }
+
+    #[test]
+    fn rates_round_trip() {
+        for (text, per_s) in [("2/s", 2.0), ("120/h", 120.0 / 3600.0), ("10/m", 10.0 / 60.0)] {
+            let r: Rate = text.parse().unwrap();
+            assert!((r.per_second() - per_s).abs() < 1e-12, "{text}");
+            assert_eq!(r.to_string(), text);
+        }
+        assert_eq!("10/min".parse::<Rate>().unwrap().to_string(), "10/m");
+    }
+
+    #[test]
+    fn rejects_bad_quantities() {
+        for text in ["", "s", "-5s", "5", "5 parsecs", "NaNs", "infs", "1e400s", "5e"] {
+            assert!(text.parse::<Duration>().is_err(), "{text:?} accepted");
+        }
+        for text in ["", "2", "2/", "/s", "-2/s", "NaN/s", "2/fortnight"] {
+            assert!(text.parse::<Rate>().is_err(), "{text:?} accepted");
+        }
+        for text in ["0", "1", "1.5", "-0.1", "NaN", "0%", "100%", "abc", "0.1%%"] {
+            assert!(text.parse::<Probability>().is_err(), "{text:?} accepted");
+        }
+        for text in ["-1", "NaN", "inf", "", "1e999", "3x"] {
+            assert!(parse_non_negative(text).is_err(), "{text:?} accepted");
+        }
+    }
+
+    #[test]
+    fn scientific_numbers() {
+        assert_eq!(parse_non_negative("1e5"), Ok(100000.0));
+        assert_eq!("1e-3".parse::<Probability>().unwrap().value(), 0.001);
+        assert_eq!("2e3ms".parse::<Duration>().unwrap().as_secs_f64(), 2.0);
+    }
+
+    #[test]
+    fn probabilities() {
+        assert_eq!("0.001".parse::<Probability>().unwrap().value(), 0.001);
+        assert_eq!("0.1%".parse::<Probability>().unwrap().to_string(), "0.1%");
+    }
+}
