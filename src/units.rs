@@ -101,7 +101,10 @@ fn split_number(text: &str) -> Option<(f64, &str)> {
         .position(|b| !(b.is_ascii_digit() || *b == b'.'))
         .unwrap_or(bytes.len());
     // An exponent counts only when digits follow, so "5e" stays "5" with unit "e".
-    if bytes.get(end).is_some_and(|b| b.eq_ignore_ascii_case(&b'e')) {
+    if bytes
+        .get(end)
+        .is_some_and(|b| b.eq_ignore_ascii_case(&b'e'))
+    {
         let mut exponent = end + 1;
         if matches!(bytes.get(exponent), Some(b'+' | b'-')) {
             exponent += 1;
@@ -276,7 +279,11 @@ mod tests {
 
     #[test]
     fn rates_round_trip() {
-        for (text, per_s) in [("2/s", 2.0), ("120/h", 120.0 / 3600.0), ("10/m", 10.0 / 60.0)] {
+        for (text, per_s) in [
+            ("2/s", 2.0),
+            ("120/h", 120.0 / 3600.0),
+            ("10/m", 10.0 / 60.0),
+        ] {
             let r: Rate = text.parse().unwrap();
             assert!((r.per_second() - per_s).abs() < 1e-12, "{text}");
             assert_eq!(r.to_string(), text);
@@ -286,7 +293,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_quantities() {
-        for text in ["", "s", "-5s", "5", "5 parsecs", "NaNs", "infs", "1e400s", "5e"] {
+        for text in [
+            "",
+            "s",
+            "-5s",
+            "5",
+            "5 parsecs",
+            "NaNs",
+            "infs",
+            "1e400s",
+            "5e",
+        ] {
             assert!(text.parse::<Duration>().is_err(), "{text:?} accepted");
         }
         for text in ["", "2", "2/", "/s", "-2/s", "NaN/s", "2/fortnight"] {

@@ -14,7 +14,10 @@ fn erlang_b_matches_the_high_precision_reference() {
         // Values below f64's range parse to 0; ours must underflow to (near) 0 as well.
         let want: f64 = fields[2].parse().unwrap();
         let got = erlang_b(n, load);
-        assert!(got.is_finite() && (0.0..=1.0).contains(&got), "B({n},{load}) = {got}");
+        assert!(
+            got.is_finite() && (0.0..=1.0).contains(&got),
+            "B({n},{load}) = {got}"
+        );
         if want > 1e-290 {
             let relative = (got - want).abs() / want;
             assert!(relative < 1e-9, "B({n},{load}) = {got}, reference {want}");
@@ -40,10 +43,15 @@ fn published_erlang_b_table() {
 fn inverse_is_the_smallest_n() {
     for load in [0.1, 1.0, 7.3, 10.0, 55.5, 1000.0, 100_000.0] {
         for target in [0.1, 0.01, 0.001, 1e-6] {
-            let n = LossModel::erlang_b(load).ports_for(target, 200_000).unwrap();
+            let n = LossModel::erlang_b(load)
+                .ports_for(target, 200_000)
+                .unwrap();
             assert!(erlang_b(n, load) <= target);
             if n > 0 {
-                assert!(erlang_b(n - 1, load) > target, "A={load} target={target} n={n}");
+                assert!(
+                    erlang_b(n - 1, load) > target,
+                    "A={load} target={target} n={n}"
+                );
             }
         }
     }

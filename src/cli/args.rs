@@ -53,21 +53,22 @@ pub enum Command {
 pub struct SizingArgs {
     /// Server OS: windows, macos, freebsd or linux. Decides which sessions share a port.
     /// Example: --os macos
-    #[arg(long, default_value = "windows", value_parser = parse_os)]
+    #[arg(long, allow_hyphen_values = true, default_value = "windows", value_parser = parse_os)]
     pub os: ServerOs,
 
     /// First UDP port the server hands out. Example: --base-port 33001
-    #[arg(long, value_name = "PORT", default_value = "33001", value_parser = parse_port_flag)]
+    #[arg(long, allow_hyphen_values = true, value_name = "PORT", default_value = "33001", value_parser = parse_port_flag)]
     pub base_port: Port,
 
     /// Highest UDP port the server may hand out (server cap); none by default.
     /// Example: --max-port 33100
-    #[arg(long, value_name = "PORT", value_parser = parse_port_flag)]
+    #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_port_flag)]
     pub max_port: Option<Port>,
 
     /// Transfers running at once (the vendor's example is 10). Example: --concurrent 25
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "N",
         default_value = "10",
         conflicts_with_all = ["offered_load", "arrival_rate"]
@@ -76,17 +77,22 @@ pub struct SizingArgs {
 
     /// Sessions each transfer is split into (multi-session transfers).
     /// Example: --sessions-per-transfer 4
-    #[arg(long, value_name = "K", default_value = "1")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "K",
+        default_value = "1"
+    )]
     pub sessions_per_transfer: u64,
 
     /// User accounts the transfers run under (matters on macOS/FreeBSD); default: every
     /// transfer may be its own account (worst case). Example: --accounts 3
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
     pub accounts: Option<u64>,
 
     /// UDP ports other services hold on the server, as ports and ranges, comma separated;
     /// none by default. Example: --occupied 33004,33007-33009
-    #[arg(long, value_name = "PORTS", value_parser = parse_port_list)]
+    #[arg(long, allow_hyphen_values = true, value_name = "PORTS", value_parser = parse_port_list)]
     pub occupied: Vec<Vec<Port>>,
 
     /// Linux server with udp_port_reuse = false: one port per session (default: reuse on,
@@ -96,7 +102,7 @@ pub struct SizingArgs {
 
     /// TCP control port (SSH). Default 22; the vendor recommends 33001.
     /// Example: --ssh-port 33001
-    #[arg(long, value_name = "PORT", default_value = "22", value_parser = parse_port_flag)]
+    #[arg(long, allow_hyphen_values = true, value_name = "PORT", default_value = "22", value_parser = parse_port_flag)]
     pub ssh_port: Port,
 
     /// Also open the Vlink UDP port 55001 (multicast between servers). Off by default.
@@ -104,28 +110,29 @@ pub struct SizingArgs {
     #[arg(long)]
     pub vlink: bool,
 
-    /// Random load in Erlang (mean transfers in progress), instead of --concurrent.
-    /// Example: --offered-load 10
-    #[arg(long, value_name = "ERLANG", value_parser = parse_load, conflicts_with = "arrival_rate")]
+    /// Random load in Erlang (mean transfers in progress), instead of --concurrent; none by
+    /// default (a fixed workload). Example: --offered-load 10
+    #[arg(long, allow_hyphen_values = true, value_name = "ERLANG", value_parser = parse_load, conflicts_with = "arrival_rate")]
     pub offered_load: Option<f64>,
 
-    /// Transfer arrival rate, with --mean-duration, instead of --offered-load.
-    /// Example: --arrival-rate 120/h
-    #[arg(long, value_name = "RATE", value_parser = parse_rate, requires = "mean_duration")]
+    /// Transfer arrival rate, with --mean-duration, instead of --offered-load; none by
+    /// default. Example: --arrival-rate 120/h
+    #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_rate, requires = "mean_duration")]
     pub arrival_rate: Option<Rate>,
 
-    /// Mean transfer duration, with --arrival-rate. Example: --mean-duration 4m
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "arrival_rate")]
+    /// Mean transfer duration, with --arrival-rate; none by default.
+    /// Example: --mean-duration 4m
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_duration, requires = "arrival_rate")]
     pub mean_duration: Option<Duration>,
 
     /// Largest acceptable probability that a transfer is blocked (random load).
     /// Example: --target-blocking 0.1%
-    #[arg(long, value_name = "P", default_value = "0.001", value_parser = parse_probability)]
+    #[arg(long, allow_hyphen_values = true, value_name = "P", default_value = "0.001", value_parser = parse_probability)]
     pub target_blocking: Probability,
 
-    /// A finite number of clients (Engset) instead of an unlimited population (Erlang-B);
-    /// random load only. Example: --sources 50
-    #[arg(long, value_name = "M")]
+    /// A finite number of clients (Engset) instead of an unlimited population (Erlang-B,
+    /// the default); random load only. Example: --sources 50
+    #[arg(long, allow_hyphen_values = true, value_name = "M")]
     pub sources: Option<u64>,
 }
 
@@ -136,9 +143,8 @@ impl SizingArgs {
 
     /// Random load in Erlang, if the random-load flags were given.
     pub fn offered_load(&self) -> Option<f64> {
-        self.offered_load.or_else(|| {
-            Some(self.arrival_rate?.per_second() * self.mean_duration?.as_secs_f64())
-        })
+        self.offered_load
+            .or_else(|| Some(self.arrival_rate?.per_second() * self.mean_duration?.as_secs_f64()))
     }
 }
 
@@ -148,7 +154,7 @@ pub struct PlanArgs {
     pub sizing: SizingArgs,
 
     /// Output format: text, json (one object) or csv (the table). Example: --format json
-    #[arg(long, default_value = "text", value_parser = parse_format)]
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
     pub format: Format,
 }
 
@@ -159,17 +165,17 @@ pub struct RulesArgs {
 
     /// Rule syntax: nftables, iptables (restore format), powershell (New-NetFirewallRule)
     /// or pf. Example: --syntax iptables
-    #[arg(long, default_value = "nftables", value_parser = parse_syntax)]
+    #[arg(long, allow_hyphen_values = true, default_value = "nftables", value_parser = parse_syntax)]
     pub syntax: Syntax,
 
     /// Whose firewall: client (outbound to the server) or server (inbound from clients).
     /// Example: --side server
-    #[arg(long, default_value = "client", value_parser = parse_side)]
+    #[arg(long, allow_hyphen_values = true, default_value = "client", value_parser = parse_side)]
     pub side: Side,
 
     /// Restrict the rules to this address or network: the server on the client side, the
     /// clients on the server side. Any by default. Example: --peer 198.51.100.7
-    #[arg(long, value_name = "ADDR[/PREFIX]", value_parser = parse_peer)]
+    #[arg(long, allow_hyphen_values = true, value_name = "ADDR[/PREFIX]", value_parser = parse_peer)]
     pub peer: Option<Peer>,
 
     /// Also drop UDP outside the openings (to the peer, if given). Off by default: the rules
@@ -179,7 +185,8 @@ pub struct RulesArgs {
 }
 
 fn parse_os(text: &str) -> Result<ServerOs, String> {
-    text.parse().map_err(|e: crate::model::UnknownOs| e.to_string())
+    text.parse()
+        .map_err(|e: crate::model::UnknownOs| e.to_string())
 }
 
 fn parse_port_flag(text: &str) -> Result<Port, String> {
@@ -200,15 +207,18 @@ fn parse_load(text: &str) -> Result<f64, String> {
 }
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
-    text.parse().map_err(|e: crate::units::UnitError| e.to_string())
+    text.parse()
+        .map_err(|e: crate::units::UnitError| e.to_string())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    text.parse().map_err(|e: crate::units::UnitError| e.to_string())
+    text.parse()
+        .map_err(|e: crate::units::UnitError| e.to_string())
 }
 
 fn parse_probability(text: &str) -> Result<Probability, String> {
-    text.parse().map_err(|e: crate::units::UnitError| e.to_string())
+    text.parse()
+        .map_err(|e: crate::units::UnitError| e.to_string())
 }
 
 fn parse_format(text: &str) -> Result<Format, String> {
@@ -228,5 +238,6 @@ fn parse_side(text: &str) -> Result<Side, String> {
 }
 
 fn parse_peer(text: &str) -> Result<Peer, String> {
-    text.parse().map_err(|e: crate::firewall::BadPeer| e.to_string())
+    text.parse()
+        .map_err(|e: crate::firewall::BadPeer| e.to_string())
 }

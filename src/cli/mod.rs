@@ -81,7 +81,11 @@ fn clap_error(e: clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             EXIT_USAGE
         }
         _ => {
-            let _ = writeln!(err, "udprange: {}", first_paragraph(&e.render().to_string()));
+            let _ = writeln!(
+                err,
+                "udprange: {}",
+                first_paragraph(&e.render().to_string())
+            );
             EXIT_USAGE
         }
     }
@@ -249,7 +253,11 @@ fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
             let sizing = plan::size(&server, &transfers).map_err(|e| blame(args, e))?;
             PlanReport {
                 concurrent: Some(args.concurrent),
-                ..base(sizing.ports_needed, sizing.udp_range, sizing.occupied_in_range)
+                ..base(
+                    sizing.ports_needed,
+                    sizing.udp_range,
+                    sizing.occupied_in_range,
+                )
             }
             .with_openings(&requirements(sizing.udp_range))
         }
@@ -309,8 +317,13 @@ fn rules_text(args: &RulesArgs) -> Result<String, UsageError> {
             report.ports_needed, report.tcp_control_port
         ),
     ];
-    rules::render(&set, args.syntax)
-        .map_err(|e| UsageError::flag("--peer", &args.peer.map(|p| p.to_string()).unwrap_or_default(), e))
+    rules::render(&set, args.syntax).map_err(|e| {
+        UsageError::flag(
+            "--peer",
+            &args.peer.map(|p| p.to_string()).unwrap_or_default(),
+            e,
+        )
+    })
 }
 
 #[cfg(test)]

@@ -215,7 +215,10 @@ mod tests {
 
     #[test]
     fn peers() {
-        assert_eq!("198.51.100.7".parse::<Peer>().unwrap().to_string(), "198.51.100.7");
+        assert_eq!(
+            "198.51.100.7".parse::<Peer>().unwrap().to_string(),
+            "198.51.100.7"
+        );
         assert_eq!("203.0.113.0/24".parse::<Peer>().unwrap().prefix, 24);
         assert!("2001:db8::/32".parse::<Peer>().unwrap().is_ipv6());
         for bad in ["", "10.0.0.0/33", "host.example", "1.2.3.4/", "::/129"] {

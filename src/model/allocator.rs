@@ -128,8 +128,7 @@ impl PortAllocator {
                 max_port: config.max_port,
             });
         }
-        let mut free =
-            FirstFitSet::all_free(usize::from(config.max_port - config.base) + 1);
+        let mut free = FirstFitSet::all_free(usize::from(config.max_port - config.base) + 1);
         for &port in config.occupied.range(config.base..=config.max_port) {
             free.take(usize::from(port - config.base));
         }
@@ -250,7 +249,9 @@ mod tests {
     #[test]
     fn hands_out_incrementally_from_base() {
         let mut ports = per_session();
-        let got: Vec<Port> = (0..10).map(|i| ports.open(session(i, 0)).unwrap()).collect();
+        let got: Vec<Port> = (0..10)
+            .map(|i| ports.open(session(i, 0)).unwrap())
+            .collect();
         assert_eq!(got, (33001..=33010).collect::<Vec<_>>());
     }
 
@@ -314,7 +315,10 @@ mod tests {
             ports.close(session(1, 7)),
             Ok(Closed::StillShared { port: 33001 })
         );
-        assert_eq!(ports.close(session(2, 7)), Ok(Closed::Freed { port: 33001 }));
+        assert_eq!(
+            ports.close(session(2, 7)),
+            Ok(Closed::Freed { port: 33001 })
+        );
         assert_eq!(ports.open(session(4, 9)), Ok(33001));
     }
 
@@ -337,7 +341,11 @@ mod tests {
             panic!("expected linger");
         };
         assert_eq!(port, 33001);
-        assert_eq!(ports.open(session(2, 2)), Ok(33002), "lingering port not reused");
+        assert_eq!(
+            ports.open(session(2, 2)),
+            Ok(33002),
+            "lingering port not reused"
+        );
         // The account comes back during linger: same port, and the old ticket goes stale.
         assert_eq!(ports.open(session(3, 1)), Ok(33001));
         assert_eq!(ports.expire(PortKey::Account(1), ticket), None);

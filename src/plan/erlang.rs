@@ -116,11 +116,7 @@ impl LossModel {
                     SingleSession::Engset { sources, load } => Self::Engset { sources, load },
                 };
                 let k = ports_per_transfer.max(1) as usize;
-                Box::new(
-                    inner
-                        .curve()
-                        .flat_map(move |b| std::iter::repeat_n(b, k)),
-                )
+                Box::new(inner.curve().flat_map(move |b| std::iter::repeat_n(b, k)))
             }
         }
     }
@@ -135,7 +131,9 @@ impl LossModel {
     /// The smallest number of ports, at most `max_ports`, whose blocking is at most `target`;
     /// `None` when even `max_ports` ports block more (or the inputs are not numbers).
     pub fn ports_for(&self, target: f64, max_ports: u64) -> Option<u64> {
-        let steps = usize::try_from(max_ports).unwrap_or(usize::MAX).saturating_add(1);
+        let steps = usize::try_from(max_ports)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
         self.curve()
             .take(steps)
             .position(|b| b <= target)
@@ -196,7 +194,10 @@ mod tests {
             for load in [0.0, 0.1, 1.0, 7.5, 10.0, 42.0] {
                 let want = erlang_b_by_sum(n, load);
                 let got = erlang_b(n, load);
-                assert!((got - want).abs() <= 1e-12 * want.max(1e-300), "B({n},{load})");
+                assert!(
+                    (got - want).abs() <= 1e-12 * want.max(1e-300),
+                    "B({n},{load})"
+                );
             }
         }
     }
@@ -280,7 +281,9 @@ mod tests {
             let b = erlang_b(n, load);
             assert!((0.0..=1.0).contains(&b), "B({n},{load}) = {b}");
         }
-        let n = LossModel::erlang_b(100_000.0).ports_for(0.001, 200_000).unwrap();
+        let n = LossModel::erlang_b(100_000.0)
+            .ports_for(0.001, 200_000)
+            .unwrap();
         assert!((100_000..101_000).contains(&n), "{n}");
         assert_eq!(LossModel::erlang_b(f64::NAN).ports_for(0.001, 1000), None);
         assert_eq!(LossModel::erlang_b(1e300).ports_for(0.001, 1000), None);

@@ -194,11 +194,17 @@ pub fn ports_needed(rule: SharingRule, transfers: &Transfers) -> u64 {
 pub fn size(server: &ServerSpec, transfers: &Transfers) -> Result<Sizing, PlanError> {
     for (field, value) in [
         (Field::Concurrent, Some(transfers.concurrent)),
-        (Field::SessionsPerTransfer, Some(transfers.sessions_per_transfer)),
+        (
+            Field::SessionsPerTransfer,
+            Some(transfers.sessions_per_transfer),
+        ),
         (Field::Accounts, transfers.accounts),
     ] {
         if value == Some(0) {
-            return Err(PlanError::invalid(field, format!("{field} must be at least 1")));
+            return Err(PlanError::invalid(
+                field,
+                format!("{field} must be at least 1"),
+            ));
         }
     }
     let rule = server.rule();
@@ -230,9 +236,8 @@ pub fn range_for(server: &ServerSpec, ports: u64, demand: Field) -> Result<PortR
     if ports > available {
         let occupied = occupied_in(
             server,
-            PortRange::new(server.base_port, last_possible).map_err(|e| {
-                PlanError::invalid(Field::BasePort, e.to_string())
-            })?,
+            PortRange::new(server.base_port, last_possible)
+                .map_err(|e| PlanError::invalid(Field::BasePort, e.to_string()))?,
         )
         .len() as u64;
         let field = if ports <= available + occupied {
@@ -305,7 +310,10 @@ impl Demand {
             (Field::SessionsPerTransfer, Some(self.sessions_per_transfer)),
         ] {
             if value == Some(0) {
-                return Err(PlanError::invalid(field, format!("{field} must be at least 1")));
+                return Err(PlanError::invalid(
+                    field,
+                    format!("{field} must be at least 1"),
+                ));
             }
         }
         if let Some(sources) = self.sources
@@ -401,9 +409,8 @@ pub fn plan_capacity(
     };
     let ports_needed = ports_needed.max(1);
     let udp_range = range_for(server, ports_needed, Field::OfferedLoad)?;
-    let table = model.table(
-        ports_needed.saturating_sub(TABLE_SPAN).max(1)..=ports_needed + TABLE_SPAN,
-    );
+    let table =
+        model.table(ports_needed.saturating_sub(TABLE_SPAN).max(1)..=ports_needed + TABLE_SPAN);
     Ok(CapacityPlan {
         rule,
         model,

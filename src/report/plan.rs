@@ -99,14 +99,22 @@ impl Export for PlanReport {
         writeln!(w, "udprange plan: {} server, {workload}", self.os).unwrap();
         writeln!(w, "  port sharing   {}", self.sharing.describe()).unwrap();
         if self.sessions_per_transfer > 1 {
-            writeln!(w, "  sessions       {} per transfer", self.sessions_per_transfer).unwrap();
+            writeln!(
+                w,
+                "  sessions       {} per transfer",
+                self.sessions_per_transfer
+            )
+            .unwrap();
         }
         if let Some(accounts) = self.accounts {
             writeln!(w, "  accounts       {accounts}").unwrap();
         }
         writeln!(w, "  ports needed   {}", self.ports_needed).unwrap();
         if let Some(s) = &self.stochastic {
-            let sources = s.sources.map(|m| format!(", {m} clients")).unwrap_or_default();
+            let sources = s
+                .sources
+                .map(|m| format!(", {m} clients"))
+                .unwrap_or_default();
             writeln!(w, "  model          {}{sources}", s.model).unwrap();
             writeln!(
                 w,
@@ -118,9 +126,18 @@ impl Export for PlanReport {
         writeln!(w).unwrap();
         let range = PortRange::new(self.udp_range.first, self.udp_range.last)
             .expect("report ranges are valid");
-        writeln!(w, "  UDP {range:<13} data, handed out from {}", self.base_port).unwrap();
+        writeln!(
+            w,
+            "  UDP {range:<13} data, handed out from {}",
+            self.base_port
+        )
+        .unwrap();
         if !self.occupied_in_range.is_empty() {
-            let list: Vec<String> = self.occupied_in_range.iter().map(|p| p.to_string()).collect();
+            let list: Vec<String> = self
+                .occupied_in_range
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
             writeln!(
                 w,
                 "                    includes {} used by other services (skipped by the server)",
@@ -133,12 +150,26 @@ impl Export for PlanReport {
             writeln!(w, "  UDP {vlink:<13} Vlink multicast (server side)").unwrap();
         }
         writeln!(w).unwrap();
-        writeln!(w, "client firewall, outbound: {}", openings_line(&self.client_openings)).unwrap();
-        writeln!(w, "server firewall, inbound:  {}", openings_line(&self.server_openings)).unwrap();
+        writeln!(
+            w,
+            "client firewall, outbound: {}",
+            openings_line(&self.client_openings)
+        )
+        .unwrap();
+        writeln!(
+            w,
+            "server firewall, inbound:  {}",
+            openings_line(&self.server_openings)
+        )
+        .unwrap();
         if let Some(s) = &self.stochastic {
             writeln!(w, "\n  ports  blocking").unwrap();
             for row in &s.table {
-                let mark = if row.ports == self.ports_needed { "  <- needed" } else { "" };
+                let mark = if row.ports == self.ports_needed {
+                    "  <- needed"
+                } else {
+                    ""
+                };
                 writeln!(w, "  {:>5}  {:.3e}{mark}", row.ports, row.blocking).unwrap();
             }
         }

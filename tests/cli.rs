@@ -1,0 +1,292 @@
+//! Drives the built `udprange` binary as a user would.
+
+use std::process::{Command, Output};
+
+fn udprange(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let output = udprange(args);
+    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+fn range_of(value: &serde_json::Value) -> (u64, u64) {
+    (
+        value["udp_range"]["first"].as_u64().unwrap(),
+        value["udp_range"]["last"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn seed_example_text() {
+    let output = udprange(&["plan", "--os", "windows", "--concurrent", "10"]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(text.contains("UDP 33001-33010"), "{text}");
+    assert!(text.contains("TCP 22"), "{text}");
+    assert!(stderr(&output).is_empty());
+}
+
+#[test]
+fn embedded_default_is_the_seed_example() {
+    let value = json(&["plan", "--format", "json"]);
+    assert_eq!(value["os"], "windows");
+    assert_eq!(range_of(&value), (33001, 33010));
+}
+
+#[test]
+fn json_plan_per_os() {
+    for (args, ports, range) in [
+        (
+            &["--os", "windows", "--concurrent", "10"][..],
+            10,
+            (33001, 33010),
+        ),
+        (
+            &["--os", "macos", "--concurrent", "10", "--accounts", "3"],
+            3,
+            (33001, 33003),
+        ),
+        (&["--os", "freebsd", "--concurrent", "4"], 4, (33001, 33004)),
+        (&["--os", "linux", "--concurrent", "50"], 1, (33001, 33001)),
+        (
+            &[
+                "--os",
+                "linux",
+                "--no-udp-port-reuse",
+                "--concurrent",
+                "5",
+                "--sessions-per-transfer",
+                "2",
+            ],
+            10,
+            (33001, 33010),
+        ),
+        (
+            &["--concurrent", "10", "--occupied", "33004,33007"],
+            10,
+            (33001, 33012),
+        ),
+        (
+            &["--concurrent", "3", "--base-port", "40000"],
+            3,
+            (40000, 40002),
+        ),
+    ] {
+        let value = json(&[&["plan", "--format", "json"], args].concat());
+        assert_eq!(value["ports_needed"], ports, "{args:?}");
+        assert_eq!(range_of(&value), range, "{args:?}");
+        assert_eq!(value["tcp_control_port"], 22);
+    }
+}
+
+#[test]
+fn json_stochastic_plan() {
+    let value = json(&[
+        "plan",
+        "--format",
+        "json",
+        "--arrival-rate",
+        "150/h",
+        "--mean-duration",
+        "4m",
+    ]);
+    assert_eq!(value["offered_load"], 10.0);
+    assert_eq!(value["target_blocking"], 0.001);
+    assert_eq!(value["ports_needed"], 21);
+    assert_eq!(range_of(&value), (33001, 33021));
+    let blocking = value["blocking"].as_f64().unwrap();
+    assert!(blocking > 0.0 && blocking <= 0.001);
+    let table = value["table"].as_array().unwrap();
+    assert!(table.iter().any(|row| row["ports"] == 21));
+    let blockings: Vec<f64> = table
+        .iter()
+        .map(|r| r["blocking"].as_f64().unwrap())
+        .collect();
+    assert!(
+        blockings.windows(2).all(|w| w[0] >= w[1]),
+        "blocking falls with ports"
+    );
+
+    let engset = json(&[
+        "plan",
+        "--format",
+        "json",
+        "--offered-load",
+        "10",
+        "--sources",
+        "20",
+    ]);
+    assert!(
+        engset["ports_needed"].as_u64().unwrap() < 21,
+        "a finite population needs fewer"
+    );
+}
+
+#[test]
+fn csv_table() {
+    let output = udprange(&["plan", "--format", "csv", "--offered-load", "10"]);
+    let text = stdout(&output);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("ports,blocking"));
+    assert!(lines.any(|l| l.starts_with("21,0.000889")), "{text}");
+}
+
+#[test]
+fn rules_in_every_syntax() {
+    for (syntax, needle) in [
+        ("nftables", "udp dport 33001-33010 accept"),
+        ("iptables", "--dport 33001:33010"),
+        ("powershell", "-RemotePort 33001-33010"),
+        ("pf", "port 33001:33010"),
+    ] {
+        let output = udprange(&["rules", "--syntax", syntax]);
+        assert!(output.status.success(), "{syntax}");
+        assert!(
+            stdout(&output).contains(needle),
+            "{syntax}: {}",
+            stdout(&output)
+        );
+    }
+    let server = stdout(&udprange(&[
+        "rules",
+        "--side",
+        "server",
+        "--syntax",
+        "powershell",
+        "--vlink",
+    ]));
+    assert!(
+        server.contains("-Direction Inbound") && server.contains("-LocalPort 55001"),
+        "{server}"
+    );
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_flags() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = udprange(&["completions", shell]);
+        assert!(output.status.success(), "{shell}");
+        let text = stdout(&output);
+        assert!(
+            text.contains("--concurrent") && text.contains("--no-udp-port-reuse"),
+            "{shell}"
+        );
+    }
+    let man = stdout(&udprange(&["man"]));
+    assert!(man.contains(".TH udprange"), "{man}");
+}
+
+#[test]
+fn every_flag_documents_default_and_example() {
+    for command in ["plan", "rules"] {
+        let help = stdout(&udprange(&[command, "--help"]));
+        // Each flag's block: from its line (indented less than the help text) to the next.
+        let mut blocks: Vec<String> = Vec::new();
+        for line in help.lines() {
+            let indent = line.len() - line.trim_start().len();
+            if (2..=6).contains(&indent) && line.trim_start().starts_with('-') {
+                blocks.push(String::new());
+            }
+            if let Some(block) = blocks.last_mut() {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+        assert!(blocks.len() > 15, "{help}");
+        for block in blocks {
+            if block.trim_start().starts_with("-h, --help") {
+                continue;
+            }
+            assert!(block.contains("Example:"), "no example in: {block}");
+            let optional = block.contains("default")
+                || block.contains("none by default")
+                || block.contains("Off by default")
+                || block.contains("Any by default");
+            assert!(
+                optional || block.contains("[default:"),
+                "no default in: {block}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_exit_2_one_line_no_stdout() {
+    for args in [
+        &["plan", "--os", "beos"][..],
+        &["plan", "--base-port", "0"],
+        &["plan", "--ssh-port", "70000"],
+        &["plan", "--concurrent", "40000"],
+        &["plan", "--occupied", "33001-65535"],
+        &["plan", "--offered-load", "-3"],
+        &["plan", "--offered-load", "nan"],
+        &["plan", "--offered-load", "10", "--target-blocking", "0"],
+        &["plan", "--offered-load", "10", "--sources", "5"],
+        &["plan", "--sources", "5"],
+        &["plan", "--concurrent", "10", "--offered-load", "3"],
+        &["plan", "--os", "macos", "--no-udp-port-reuse"],
+        &["plan", "--max-port", "33000"],
+        &["plan", "--arrival-rate", "-2/s", "--mean-duration", "4m"],
+        &["rules", "--side", "middle"],
+    ] {
+        let output = udprange(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        let err = stderr(&output);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        let flag = args.iter().rev().find(|a| a.starts_with("--")).unwrap();
+        let flag_named = args
+            .iter()
+            .filter(|a| a.starts_with("--"))
+            .any(|f| err.contains(f));
+        assert!(flag_named, "{args:?} (last flag {flag}): {err}");
+    }
+}
+
+#[test]
+fn a_flag_missing_its_partner_is_named() {
+    let output = udprange(&["plan", "--mean-duration", "4m"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--arrival-rate"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
