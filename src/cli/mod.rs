@@ -18,7 +18,6 @@ pub use args::{Cli, Command, PlanArgs, RulesArgs, SizingArgs};
 use crate::firewall::rules::{self, RuleSet};
 use crate::firewall::{Requirements, Side};
 use crate::model::{PortRange, ServerOs};
-use crate::plan::erlang::LossModel;
 use crate::plan::{self, Demand, Field, PlanError, ServerSpec, Transfers};
 use crate::report::{Export, PlanReport, Stochastic, TableRow};
 
@@ -222,7 +221,7 @@ fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
                 .map_err(|e| blame(args, e))?;
             PlanReport {
                 stochastic: Some(Stochastic {
-                    model: model_name(&plan.model).to_string(),
+                    model: plan.model.to_string(),
                     offered_load,
                     target_blocking: plan.target_blocking,
                     blocking: plan.blocking,
@@ -283,22 +282,13 @@ fn compact_ports(ports: &std::collections::BTreeSet<crate::model::Port>) -> Stri
         .join(",")
 }
 
-fn model_name(model: &LossModel) -> &'static str {
-    match model {
-        LossModel::ErlangB { .. } => "erlang-b",
-        LossModel::Engset { .. } => "engset",
-        LossModel::PerAccount { .. } => "per-account engset",
-        LossModel::SharedPort => "shared port",
-        LossModel::MultiSession { .. } => "multi-session erlang-b/engset",
-    }
-}
-
 fn rules_text(args: &RulesArgs) -> Result<String, UsageError> {
     let report = plan_report(&args.sizing)?;
-    let range = PortRange::new(report.udp_range.first, report.udp_range.last)
-        .expect("plans give valid ranges");
-    let requirements = Requirements::new(args.sizing.ssh_port, range, args.sizing.vlink);
-    let mut set = RuleSet::new(args.side, requirements.openings(args.side));
+    let openings = match args.side {
+        Side::Client => report.client_openings.clone(),
+        Side::Server => report.server_openings.clone(),
+    };
+    let mut set = RuleSet::new(args.side, openings);
     set.peer = args.peer;
     set.default_drop = args.default_drop;
     let toward = match args.side {
@@ -313,8 +303,14 @@ fn rules_text(args: &RulesArgs) -> Result<String, UsageError> {
             report.sharing.describe()
         ),
         format!(
-            "UDP {range} ({} ports needed), TCP control port {}",
-            report.ports_needed, report.tcp_control_port
+            "UDP {} ({} needed), TCP control port {}",
+            report.udp_range.range(),
+            if report.ports_needed == 1 {
+                "1 port".to_string()
+            } else {
+                format!("{} ports", report.ports_needed)
+            },
+            report.tcp_control_port
         ),
     ];
     rules::render(&set, args.syntax).map_err(|e| {

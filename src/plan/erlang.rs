@@ -152,6 +152,27 @@ impl LossModel {
     }
 }
 
+impl std::fmt::Display for LossModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ErlangB { .. } => f.write_str("erlang-b"),
+            Self::Engset { .. } => f.write_str("engset"),
+            Self::PerAccount { .. } => f.write_str("per-account engset"),
+            Self::SharedPort => f.write_str("shared port"),
+            Self::MultiSession {
+                inner,
+                ports_per_transfer,
+            } => {
+                let inner = match inner {
+                    SingleSession::ErlangB { .. } => "erlang-b",
+                    SingleSession::Engset { .. } => "engset",
+                };
+                write!(f, "{inner}, {ports_per_transfer} ports per transfer")
+            }
+        }
+    }
+}
+
 fn erlang_b_curve(load: f64) -> impl Iterator<Item = f64> {
     let mut b = 1.0_f64;
     (0..).map(move |n: u64| {

@@ -14,6 +14,12 @@ pub struct UdpRange {
     pub last: Port,
 }
 
+impl UdpRange {
+    pub fn range(&self) -> PortRange {
+        PortRange::new(self.first, self.last).expect("built from a PortRange")
+    }
+}
+
 impl From<PortRange> for UdpRange {
     fn from(range: PortRange) -> Self {
         Self {
@@ -124,8 +130,7 @@ impl Export for PlanReport {
             .unwrap();
         }
         writeln!(w).unwrap();
-        let range = PortRange::new(self.udp_range.first, self.udp_range.last)
-            .expect("report ranges are valid");
+        let range = self.udp_range.range();
         writeln!(
             w,
             "  UDP {range:<13} data, handed out from {}",
