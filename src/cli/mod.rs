@@ -149,43 +149,28 @@ fn server_spec(args: &SizingArgs) -> Result<ServerSpec, UsageError> {
     })
 }
 
-/// Turns a plan error into the flag the user typed.
+/// Turns a plan error into the flag the user typed (`Field` names are the flag names).
 fn blame(args: &SizingArgs, e: PlanError) -> UsageError {
     let field = e.field();
-    let (flag, value) = match field {
-        Field::BasePort => ("--base-port".to_string(), args.base_port.to_string()),
-        Field::MaxPort => (
-            "--max-port".to_string(),
-            args.max_port.map(|p| p.to_string()).unwrap_or_default(),
-        ),
-        Field::Occupied => ("--occupied".to_string(), compact_ports(&args.occupied())),
-        Field::Concurrent => ("--concurrent".to_string(), args.concurrent.to_string()),
-        Field::SessionsPerTransfer => (
-            "--sessions-per-transfer".to_string(),
-            args.sessions_per_transfer.to_string(),
-        ),
-        Field::Accounts => (
-            "--accounts".to_string(),
-            args.accounts.map(|a| a.to_string()).unwrap_or_default(),
-        ),
-        Field::Sources => (
-            "--sources".to_string(),
-            args.sources.map(|a| a.to_string()).unwrap_or_default(),
-        ),
+    let shown = |value: Option<u64>| value.map(|v| v.to_string()).unwrap_or_default();
+    let value = match field {
+        Field::BasePort => args.base_port.to_string(),
+        Field::MaxPort => shown(args.max_port.map(u64::from)),
+        Field::Occupied => PortRange::list(args.occupied()),
+        Field::Concurrent => args.concurrent.to_string(),
+        Field::SessionsPerTransfer => args.sessions_per_transfer.to_string(),
+        Field::Accounts => shown(args.accounts),
+        Field::Sources => shown(args.sources),
+        Field::TargetBlocking => args.target_blocking.to_string(),
         Field::OfferedLoad => match (args.offered_load, args.arrival_rate, args.mean_duration) {
-            (Some(load), _, _) => ("--offered-load".to_string(), load.to_string()),
-            (None, Some(rate), Some(duration)) => (
-                format!("--arrival-rate {rate} --mean-duration"),
-                duration.to_string(),
-            ),
-            _ => ("--offered-load".to_string(), String::new()),
+            (None, Some(rate), Some(duration)) => {
+                let flags = format!("--arrival-rate {rate} --mean-duration");
+                return UsageError::flag(&flags, &duration.to_string(), e);
+            }
+            (load, _, _) => load.map(|l| l.to_string()).unwrap_or_default(),
         },
-        Field::TargetBlocking => (
-            "--target-blocking".to_string(),
-            args.target_blocking.to_string(),
-        ),
     };
-    UsageError::flag(&flag, &value, e)
+    UsageError::flag(&format!("--{field}"), &value, e)
 }
 
 /// Plans for the flags: random load when a load is given, else the fixed workload.
@@ -262,24 +247,6 @@ fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
         }
     };
     Ok(report)
-}
-
-/// `33004,33007-33009`: ports written back as the ranges they form.
-fn compact_ports(ports: &std::collections::BTreeSet<crate::model::Port>) -> String {
-    let mut ranges: Vec<PortRange> = Vec::new();
-    for &port in ports {
-        match ranges.last_mut() {
-            Some(last) if u32::from(last.last()) + 1 == u32::from(port) => {
-                *last = PortRange::new(last.first(), port).expect("ascending");
-            }
-            _ => ranges.push(PortRange::single(port).expect("parsed ports are 1-65535")),
-        }
-    }
-    ranges
-        .iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn rules_text(args: &RulesArgs) -> Result<String, UsageError> {

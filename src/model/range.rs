@@ -122,6 +122,31 @@ impl PortRange {
         (self.first..=self.last).contains(&port)
     }
 
+    /// The fewest ranges that cover exactly `ports` (ascending), e.g. for `33004,33007-33009`.
+    pub fn covering(ports: impl IntoIterator<Item = Port>) -> Vec<PortRange> {
+        let mut ranges: Vec<PortRange> = Vec::new();
+        for port in ports.into_iter().filter(|&p| p != 0) {
+            match ranges.last_mut() {
+                Some(last) if u32::from(last.last) + 1 == u32::from(port) => last.last = port,
+                Some(last) if last.contains(port) => {}
+                _ => ranges.push(PortRange {
+                    first: port,
+                    last: port,
+                }),
+            }
+        }
+        ranges
+    }
+
+    /// Ports written as the comma-separated ranges they form: `33004,33007-33009`.
+    pub fn list(ports: impl IntoIterator<Item = Port>) -> String {
+        Self::covering(ports)
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The ports of the range in ascending order.
     pub fn ports(&self) -> impl Iterator<Item = Port> + use<> {
         self.first..=self.last
@@ -206,6 +231,16 @@ mod tests {
         assert_eq!(PortRange::from_count(65530, 6).unwrap().last(), 65535);
         assert_eq!(PortRange::from_count(33001, 0), Err(RangeError::Empty));
         assert!(PortRange::from_count(1, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn lists_ports_as_ranges() {
+        assert_eq!(
+            PortRange::list([33004, 33007, 33008, 33009]),
+            "33004,33007-33009"
+        );
+        assert_eq!(PortRange::list([1, 1, 2, 65535]), "1-2,65535");
+        assert_eq!(PortRange::list([]), "");
     }
 
     #[test]

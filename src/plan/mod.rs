@@ -397,15 +397,20 @@ pub fn plan_capacity(
     let model = demand.loss_model(rule)?;
     let available = server.allocator()?.free_ports() as u64;
     let Some(ports_needed) = model.ports_for(target_blocking, available) else {
-        // More ports than the server can hand out: let range_for say which input is at fault.
-        let needed = model
-            .ports_for(target_blocking, u64::from(u16::MAX) * 4)
-            .unwrap_or(u64::MAX);
-        return Err(range_for(server, needed, Field::OfferedLoad)
-            .err()
-            .unwrap_or_else(|| {
-                PlanError::invalid(Field::OfferedLoad, "offered load too high for any range")
-            }));
+        // More ports than the server can hand out: let range_for say which input is at fault
+        // when some port count would do; otherwise no port space is large enough.
+        let all_ports = u64::from(crate::model::MAX_PORT);
+        return Err(match model.ports_for(target_blocking, all_ports) {
+            Some(needed) => range_for(server, needed, Field::OfferedLoad)
+                .expect_err("more ports are needed than are free"),
+            None => PlanError::invalid(
+                Field::OfferedLoad,
+                format!(
+                    "even all {all_ports} UDP ports would block more than {target_blocking} \
+                     of the transfers"
+                ),
+            ),
+        });
     };
     let ports_needed = ports_needed.max(1);
     let udp_range = range_for(server, ports_needed, Field::OfferedLoad)?;
