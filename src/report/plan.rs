@@ -138,15 +138,10 @@ impl Export for PlanReport {
         )
         .unwrap();
         if !self.occupied_in_range.is_empty() {
-            let list: Vec<String> = self
-                .occupied_in_range
-                .iter()
-                .map(|p| p.to_string())
-                .collect();
             writeln!(
                 w,
                 "                    includes {} used by other services (skipped by the server)",
-                list.join(", ")
+                PortRange::list(self.occupied_in_range.iter().copied())
             )
             .unwrap();
         }
