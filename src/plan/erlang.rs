@@ -111,10 +111,7 @@ impl LossModel {
                 inner,
                 ports_per_transfer,
             } => {
-                let inner = match inner {
-                    SingleSession::ErlangB { load } => Self::ErlangB { load },
-                    SingleSession::Engset { sources, load } => Self::Engset { sources, load },
-                };
+                let inner = Self::from(inner);
                 let k = ports_per_transfer.max(1) as usize;
                 Box::new(inner.curve().flat_map(move |b| std::iter::repeat_n(b, k)))
             }
@@ -149,6 +146,15 @@ impl LossModel {
             .take_while(|&(_, n)| n <= last)
             .map(|(b, n)| (n, b))
             .collect()
+    }
+}
+
+impl From<SingleSession> for LossModel {
+    fn from(single: SingleSession) -> Self {
+        match single {
+            SingleSession::ErlangB { load } => Self::ErlangB { load },
+            SingleSession::Engset { sources, load } => Self::Engset { sources, load },
+        }
     }
 }
 

@@ -331,14 +331,6 @@ impl Demand {
             Some(sources) => SingleSession::Engset { sources, load },
             None => SingleSession::ErlangB { load },
         };
-        let per_session = || match (single, self.sessions_per_transfer) {
-            (SingleSession::ErlangB { load }, 1) => LossModel::ErlangB { load },
-            (SingleSession::Engset { sources, load }, 1) => LossModel::Engset { sources, load },
-            (inner, k) => LossModel::MultiSession {
-                inner,
-                ports_per_transfer: k,
-            },
-        };
         Ok(match (rule, self.accounts) {
             (SharingRule::Shared, _) => LossModel::SharedPort,
             (SharingRule::PerAccount, Some(accounts)) => {
@@ -353,11 +345,14 @@ impl Demand {
             }
             // Without accounts every transfer may run under its own account (worst case),
             // and the sessions of one transfer share its account's port.
-            (SharingRule::PerAccount, None) => match single {
-                SingleSession::ErlangB { load } => LossModel::ErlangB { load },
-                SingleSession::Engset { sources, load } => LossModel::Engset { sources, load },
+            (SharingRule::PerAccount, None) => single.into(),
+            (SharingRule::PerSession, _) => match self.sessions_per_transfer {
+                1 => single.into(),
+                k => LossModel::MultiSession {
+                    inner: single,
+                    ports_per_transfer: k,
+                },
             },
-            (SharingRule::PerSession, _) => per_session(),
         })
     }
 }
