@@ -29,4 +29,5 @@ pub mod firewall;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod scenario;
 pub mod units;

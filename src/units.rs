@@ -1,5 +1,6 @@
 //! Quantities with units, as users write them: durations (`90s`, `4m`, `1.5h`, `250ms`),
-//! arrival rates (`120/h`, `2/s`, `10/min`) and probabilities (`0.001`, `0.1%`).
+//! arrival rates (`120/h`, `2/s`, `10/min`), probabilities (`0.001`, `0.1%`), bit rates
+//! (`10Mbps`, `200Mbit`, `1Gbps`) and sizes (`1492B`, `64KiB`).
 //!
 //! Each parses with `FromStr` and prints back in the unit it was written in, so a value read
 //! from a flag or a file appears the same in reports. Values are finite and non-negative;
@@ -89,6 +90,10 @@ pub enum UnitError {
     Probability(String),
     #[error("'{0}' is not a finite number >= 0")]
     Number(String),
+    #[error("'{0}' is not a bit rate (examples: 10Mbps, 200Mbit, 1Gbps, 500kbps)")]
+    Bitrate(String),
+    #[error("'{0}' is not a size in bytes (examples: 1492B, 64KiB, 9000B)")]
+    ByteSize(String),
 }
 
 /// Splits `"1.5h"` into `(1.5, "h")`; the number (plain or `1e-3` style) must be finite and
@@ -257,6 +262,133 @@ impl fmt::Display for Probability {
     }
 }
 
+/// A data rate in bits per second, written with a decimal SI prefix: `10Mbps`, `200Mbit`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bitrate {
+    value: f64,
+    prefix: &'static str,
+}
+
+impl Bitrate {
+    const PREFIXES: [(&'static str, f64); 5] =
+        [("", 1.0), ("k", 1e3), ("K", 1e3), ("M", 1e6), ("G", 1e9)];
+
+    pub fn bits_per_second(&self) -> f64 {
+        self.value * Self::scale(self.prefix)
+    }
+
+    fn scale(prefix: &str) -> f64 {
+        Self::PREFIXES
+            .iter()
+            .find(|(p, _)| *p == prefix)
+            .map_or(1.0, |&(_, scale)| scale)
+    }
+}
+
+impl PartialEq for Bitrate {
+    fn eq(&self, other: &Self) -> bool {
+        self.bits_per_second() == other.bits_per_second()
+    }
+}
+
+impl FromStr for Bitrate {
+    type Err = UnitError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || UnitError::Bitrate(text.to_string());
+        let (value, unit) = split_number(text).ok_or_else(error)?;
+        let prefix_part = unit
+            .strip_suffix("bps")
+            .or_else(|| unit.strip_suffix("bit"))
+            .ok_or_else(error)?;
+        let &(prefix, _) = Self::PREFIXES
+            .iter()
+            .find(|(p, _)| *p == prefix_part)
+            .ok_or_else(error)?;
+        Ok(Self { value, prefix })
+    }
+}
+
+impl fmt::Display for Bitrate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}bps", self.value, self.prefix)
+    }
+}
+
+/// A size in bytes: `1492B`, `64KiB` (binary prefixes), `1MB` (decimal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize {
+    bytes: u64,
+    unit: &'static str,
+}
+
+impl ByteSize {
+    const UNITS: [(&'static str, u64); 5] = [
+        ("B", 1),
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("kB", 1000),
+        ("MB", 1_000_000),
+    ];
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = UnitError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || UnitError::ByteSize(text.to_string());
+        let (value, unit) = split_number(text).ok_or_else(error)?;
+        let &(unit, scale) = Self::UNITS
+            .iter()
+            .find(|(u, _)| *u == unit)
+            .ok_or_else(error)?;
+        let bytes = value * scale as f64;
+        if bytes.fract() != 0.0 || bytes > u64::MAX as f64 {
+            return Err(error());
+        }
+        Ok(Self {
+            bytes: bytes as u64,
+            unit,
+        })
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (_, scale) = Self::UNITS
+            .iter()
+            .find(|(u, _)| *u == self.unit)
+            .unwrap_or(&("B", 1));
+        write!(f, "{}{}", self.bytes as f64 / *scale as f64, self.unit)
+    }
+}
+
+/// Unit types read from scenario files as strings and written back the same way.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! serde_via_string {
+    ($($ty:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    )*};
+}
+
+crate::serde_via_string!(Duration, Rate, Probability, Bitrate, ByteSize);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +460,30 @@ mod tests {
     fn probabilities() {
         assert_eq!("0.001".parse::<Probability>().unwrap().value(), 0.001);
         assert_eq!("0.1%".parse::<Probability>().unwrap().to_string(), "0.1%");
+    }
+
+    #[test]
+    fn bitrates_and_sizes_round_trip() {
+        for (text, bps) in [
+            ("10Mbps", 1e7),
+            ("200Mbit", 2e8),
+            ("1Gbps", 1e9),
+            ("500kbps", 5e5),
+        ] {
+            let r: Bitrate = text.parse().unwrap();
+            assert_eq!(r.bits_per_second(), bps, "{text}");
+        }
+        assert_eq!("10Mbps".parse::<Bitrate>().unwrap().to_string(), "10Mbps");
+        for bad in ["10", "10Mb", "-1Mbps", "10mbps", "fastbps"] {
+            assert!(bad.parse::<Bitrate>().is_err(), "{bad}");
+        }
+        for (text, bytes) in [("1492B", 1492), ("64KiB", 65536), ("1MB", 1_000_000)] {
+            let b: ByteSize = text.parse().unwrap();
+            assert_eq!(b.bytes(), bytes, "{text}");
+            assert_eq!(b.to_string(), text);
+        }
+        for bad in ["1492", "1.5B", "1kb", "-3B"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
     }
 }

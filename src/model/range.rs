@@ -17,8 +17,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
-
 /// A transport-layer port number, `1..=65535` once validated.
 pub type Port = u16;
 
@@ -42,6 +40,8 @@ pub enum RangeError {
     Empty,
 }
 
+crate::serde_via_string!(PortRange);
+
 /// Parses one port number, `1..=65535`.
 pub fn parse_port(text: &str) -> Result<Port, RangeError> {
     let text = text.trim();
@@ -58,7 +58,7 @@ pub fn parse_port(text: &str) -> Result<Port, RangeError> {
 }
 
 /// An inclusive range of ports, `first..=last`, never empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortRange {
     first: Port,
     last: Port,

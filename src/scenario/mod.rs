@@ -1,0 +1,378 @@
+//! Scenario files: TOML → a validated [`Scenario`] (format documented in `scenarios/README.md`).
+//!
+//! Reading happens in two steps. Serde reads the text into `raw` structs that mirror the file
+//! (unknown keys are errors, unit strings parse into unit types, every value keeps its
+//! position); [`Scenario::from_raw`] then checks what a single key cannot say alone (a cap below
+//! the base port, `closed` without `concurrent`, a lognormal without `sd`…). Every error is one
+//! [`ScenarioError`] naming the file, line, column and key path:
+//!
+//! ```text
+//! scenarios/busy.toml:12:8: workload.rate: '10/x' is not a rate (examples: 120/h, 2/s, 10/min)
+//! ```
+//!
+//! ```
+//! use udprange::scenario::Scenario;
+//! let text = r#"
+//! name = "seed-windows-10"
+//! [server]
+//! os = "windows"
+//! [workload]
+//! arrivals = "closed"
+//! concurrent = 10
+//! holding = { dist = "exponential", mean = "10m" }
+//! sessions = 1000
+//! "#;
+//! let scenario = Scenario::parse(text, "seed.toml".as_ref()).unwrap();
+//! assert_eq!(scenario.server.base_port, 33001);
+//! ```
+
+mod raw;
+mod trace;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::model::{Port, PortRange, ServerOs, SharingRule};
+use crate::units::{Duration, Probability, Rate};
+
+pub use trace::TraceRecord;
+
+/// The embedded default: the seed's example (windows, 10 concurrent transfers).
+pub const SEED_EXAMPLE: &str = include_str!("../../scenarios/seed-windows-10.toml");
+/// The name the embedded default reports as its file.
+pub const SEED_EXAMPLE_PATH: &str = "scenarios/seed-windows-10.toml";
+
+/// One error in a scenario file: where it is, which key, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    /// 1-based line and column; 0 when the error has no position (the file is unreadable).
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path such as `workload.holding.mean`; empty for a syntax error.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A simulated transfer server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub os: ServerOs,
+    pub udp_port_reuse: bool,
+    pub base_port: Port,
+    /// Highest port handed out; 65535 when uncapped.
+    pub max_port: Port,
+    pub occupied: BTreeSet<Port>,
+    /// How long a key keeps its port after its last session ends.
+    pub linger: Option<Duration>,
+}
+
+impl ServerConfig {
+    pub fn rule(&self) -> SharingRule {
+        SharingRule::for_os(self.os, self.udp_port_reuse)
+    }
+}
+
+/// A set of clients with a fixed outbound range of their own (partners on a narrower range).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientGroup {
+    pub name: String,
+    /// Fraction of sessions (open arrivals) or of sources (closed) in this group.
+    pub share: f64,
+    pub allowed: PortRange,
+}
+
+/// The clients: the range under test, and groups with ranges of their own.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClientConfig {
+    /// Outbound UDP range of the clients not in a group; `None` = everything allowed.
+    pub allowed: Option<PortRange>,
+    pub groups: Vec<ClientGroup>,
+}
+
+/// A holding-time (or think-time) distribution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Holding {
+    Exponential {
+        mean: Duration,
+    },
+    LogNormal {
+        mean: Duration,
+        sd: Duration,
+    },
+    Fixed {
+        mean: Duration,
+    },
+    /// Pareto with tail index `shape` (> 1, so the mean exists).
+    Pareto {
+        mean: Duration,
+        shape: f64,
+    },
+}
+
+impl Holding {
+    pub fn mean(&self) -> Duration {
+        match *self {
+            Self::Exponential { mean }
+            | Self::LogNormal { mean, .. }
+            | Self::Fixed { mean }
+            | Self::Pareto { mean, .. } => mean,
+        }
+    }
+}
+
+/// How sessions arrive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arrivals {
+    /// Poisson arrivals at a constant rate.
+    Poisson { rate: Rate },
+    /// Poisson arrivals whose rate steps through `rates`, one per `step`, repeating.
+    Profile { step: Duration, rates: Vec<Rate> },
+    /// Sessions replayed from a CSV file, sorted by start time.
+    Trace {
+        path: PathBuf,
+        records: Vec<TraceRecord>,
+    },
+    /// `concurrent` sources; each starts a session, and when it ends (after `think`, if set)
+    /// the next one. Without `think` this is the seed's fixed concurrency.
+    Closed {
+        concurrent: u64,
+        think: Option<Holding>,
+    },
+}
+
+impl Arrivals {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Poisson { .. } => "poisson",
+            Self::Profile { .. } => "profile",
+            Self::Trace { .. } => "trace",
+            Self::Closed { .. } => "closed",
+        }
+    }
+
+    /// Arrivals that do not depend on what happened to earlier sessions.
+    pub fn is_open(&self) -> bool {
+        !matches!(self, Self::Closed { .. })
+    }
+}
+
+/// When a replication stops starting sessions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    Sessions(u64),
+    Horizon(Duration),
+}
+
+/// What a client does after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Attempts in all, the first included (`1` = never retry).
+    pub attempts: u32,
+    /// Wait after the first failure.
+    pub backoff: Duration,
+    /// Each later wait is this many times the one before.
+    pub multiplier: f64,
+}
+
+/// The load the server sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub arrivals: Arrivals,
+    pub holding: Holding,
+    /// Sessions belong to this many accounts, chosen uniformly (closed: source `i` → `i mod accounts`).
+    pub accounts: u64,
+    pub stop: Stop,
+    pub replications: u32,
+    /// How long a session whose port the client firewall drops holds that port.
+    pub handshake_timeout: Duration,
+    pub retry: Option<Retry>,
+}
+
+/// What `udprange check` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Expect {
+    /// Ports in the recommended range at `[plan].target_blocking`.
+    pub ports_needed: Option<u64>,
+    /// Blocking at `[client].allowed` is at most this.
+    pub max_blocking: Option<f64>,
+    /// The recommended range, exactly.
+    pub range: Option<PortRange>,
+    /// The highest port any replication used.
+    pub peak_port: Option<Port>,
+}
+
+impl Expect {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    pub seed: u64,
+    pub server: ServerConfig,
+    pub client: ClientConfig,
+    pub workload: Workload,
+    pub expect: Expect,
+    pub target_blocking: Probability,
+    /// The file it was read from, as given.
+    pub file: PathBuf,
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// The embedded seed example.
+    pub fn seed_example() -> Self {
+        Self::parse(SEED_EXAMPLE, SEED_EXAMPLE_PATH.as_ref())
+            .expect("the embedded seed example is valid (tested)")
+    }
+
+    /// Validates `text`, read from `file` (used in errors and to find a trace file).
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ScenarioError> {
+        let at = raw::Locator::new(text, file);
+        let raw = raw::read(text, &at)?;
+        raw::validate(raw, &at)
+    }
+
+    pub fn rule(&self) -> SharingRule {
+        self.server.rule()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(text, Path::new("t.toml"))
+    }
+
+    const MINIMAL: &str = "name = \"t\"\n[server]\nos = \"windows\"\n[workload]\narrivals = \"poisson\"\nrate = \"10/s\"\nholding = { dist = \"exponential\", mean = \"1s\" }\nsessions = 1000\n";
+
+    #[test]
+    fn minimal_scenario_takes_defaults() {
+        let s = parse(MINIMAL).unwrap();
+        assert_eq!(s.server.base_port, 33001);
+        assert_eq!(s.server.max_port, 65535);
+        assert_eq!(s.workload.replications, 10);
+        assert_eq!(s.workload.accounts, 1);
+        assert_eq!(s.workload.handshake_timeout.as_secs_f64(), 20.0);
+        assert_eq!(s.target_blocking.value(), 0.001);
+        assert_eq!(s.seed, 1);
+        assert!(s.expect.is_empty());
+    }
+
+    #[test]
+    fn seed_example_is_valid() {
+        let s = Scenario::seed_example();
+        assert_eq!(s.server.os, ServerOs::Windows);
+        assert_eq!(
+            s.workload.arrivals,
+            Arrivals::Closed {
+                concurrent: 10,
+                think: None
+            }
+        );
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_key() {
+        let bad_unit = MINIMAL.replace("\"10/s\"", "\"10/x\"");
+        assert_eq!(
+            error(&bad_unit),
+            "t.toml:6:8: workload.rate: '10/x' is not a rate (examples: 120/h, 2/s, 10/min)"
+        );
+        let unknown = MINIMAL.replace("sessions", "sesions");
+        let e = error(&unknown);
+        assert!(
+            e.starts_with("t.toml:8:1: workload.sesions: unknown field `sesions`"),
+            "{e}"
+        );
+        let syntax = MINIMAL.replace("[workload]", "[workload");
+        assert!(
+            error(&syntax).starts_with("t.toml:4:10: "),
+            "{}",
+            error(&syntax)
+        );
+        let negative = MINIMAL.replace("sessions = 1000", "sessions = -5");
+        assert!(
+            error(&negative).starts_with("t.toml:8:12: workload.sessions: "),
+            "{}",
+            error(&negative)
+        );
+    }
+
+    #[test]
+    fn cross_key_checks_point_at_the_key() {
+        let cap = MINIMAL.replace("os = \"windows\"", "os = \"windows\"\nmax_port = 33000");
+        assert_eq!(
+            error(&cap),
+            "t.toml:4:12: server.max_port: 33000 is below base_port 33001"
+        );
+        let closed = MINIMAL
+            .replace("arrivals = \"poisson\"", "arrivals = \"closed\"")
+            .replace("rate = \"10/s\"\n", "");
+        assert!(
+            error(&closed).contains("workload.arrivals: closed arrivals need `concurrent`"),
+            "{}",
+            error(&closed)
+        );
+        let lognormal = MINIMAL.replace("\"exponential\"", "\"lognormal\"");
+        assert!(
+            error(&lognormal).contains("workload.holding.sd: lognormal holding needs `sd`"),
+            "{}",
+            error(&lognormal)
+        );
+        let zero = MINIMAL.replace("\"10/s\"", "\"0/s\"");
+        assert!(error(&zero).contains("workload.rate: must be above 0"));
+        let macos = MINIMAL.replace("windows", "macos");
+        assert!(
+            error(&macos).contains("workload.accounts: "),
+            "{}",
+            error(&macos)
+        );
+        let allowed = MINIMAL.replace(
+            "[workload]",
+            "[client]\nallowed = \"33001-32000\"\n[workload]",
+        );
+        assert!(
+            error(&allowed)
+                .starts_with("t.toml:5:11: client.allowed: range 33001-32000 is reversed")
+        );
+        let both = MINIMAL.replace("sessions = 1000", "sessions = 1000\nhorizon = \"1h\"");
+        assert!(error(&both).contains("give `sessions` or `horizon`, not both"));
+    }
+}

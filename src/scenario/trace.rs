@@ -1,0 +1,158 @@
+//! Session traces: a CSV file with the header `start,duration,account` (and optionally
+//! `group`), one session per line. Times are durations with a unit (`90s`, `1.5h`) or plain
+//! seconds. Lines may come in any order; they are replayed sorted by start (stable).
+//!
+//! ```text
+//! start,duration,account
+//! 0s,12m,alice
+//! 4.5,90s,bob
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::ScenarioError;
+use crate::units::{Duration, parse_non_negative};
+
+/// Most sessions a trace may hold (memory stays bounded).
+const MAX_RECORDS: usize = 10_000_000;
+
+/// One replayed session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRecord {
+    /// Seconds from the start of the trace.
+    pub start: f64,
+    /// Seconds the session lasts.
+    pub duration: f64,
+    /// Account number, in order of first appearance (0-based).
+    pub account: u64,
+    /// Name of the client group, if the trace gives one.
+    pub group: Option<String>,
+}
+
+fn seconds(text: &str) -> Option<f64> {
+    parse_non_negative(text)
+        .ok()
+        .or_else(|| text.parse::<Duration>().ok().map(|d| d.as_secs_f64()))
+}
+
+/// Reads a trace; errors name the CSV file, line and column. An unreadable file is an error
+/// with line 0 (the scenario names the key that points at it).
+pub fn read(path: &Path) -> Result<Vec<TraceRecord>, ScenarioError> {
+    let error = |line: usize, column: usize, key: &str, message: String| ScenarioError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        key: key.to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        error(
+            0,
+            0,
+            "",
+            format!("cannot read trace {}: {e}", path.display()),
+        )
+    })?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let Some((header_line, header)) = lines.next() else {
+        return Err(error(
+            1,
+            1,
+            "",
+            "empty trace: expected the header start,duration,account".into(),
+        ));
+    };
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let index = |name: &str| columns.iter().position(|c| *c == name);
+    let (Some(start_at), Some(duration_at), Some(account_at)) =
+        (index("start"), index("duration"), index("account"))
+    else {
+        return Err(error(
+            header_line + 1,
+            1,
+            "",
+            format!("header '{header}' must name start, duration and account"),
+        ));
+    };
+    let group_at = index("group");
+    if let Some(unknown) = columns
+        .iter()
+        .find(|c| !["start", "duration", "account", "group"].contains(c))
+    {
+        return Err(error(
+            header_line + 1,
+            1,
+            unknown,
+            "unknown column (expected start, duration, account, group)".into(),
+        ));
+    }
+    let mut accounts: HashMap<String, u64> = HashMap::new();
+    let mut records = Vec::new();
+    for (number, line) in lines {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != columns.len() {
+            return Err(error(
+                number + 1,
+                1,
+                "",
+                format!("{} fields, the header has {}", fields.len(), columns.len()),
+            ));
+        }
+        let column_of = |i: usize| line.split(',').take(i).map(|f| f.len() + 1).sum::<usize>() + 1;
+        let time = |i: usize, name: &str| {
+            seconds(fields[i]).ok_or_else(|| {
+                error(
+                    number + 1,
+                    column_of(i),
+                    name,
+                    format!("'{}' is not a time (examples: 90s, 1.5h, 12.5)", fields[i]),
+                )
+            })
+        };
+        let start = time(start_at, "start")?;
+        let duration = time(duration_at, "duration")?;
+        if duration <= 0.0 {
+            return Err(error(
+                number + 1,
+                column_of(duration_at),
+                "duration",
+                "must be above 0".into(),
+            ));
+        }
+        let next_account = accounts.len() as u64;
+        let account = *accounts
+            .entry(fields[account_at].to_string())
+            .or_insert(next_account);
+        let group = group_at
+            .map(|i| fields[i].to_string())
+            .filter(|g| !g.is_empty());
+        records.push(TraceRecord {
+            start,
+            duration,
+            account,
+            group,
+        });
+        if records.len() > MAX_RECORDS {
+            return Err(error(
+                number + 1,
+                1,
+                "",
+                format!("more than {MAX_RECORDS} sessions"),
+            ));
+        }
+    }
+    if records.is_empty() {
+        return Err(error(
+            header_line + 1,
+            1,
+            "",
+            "empty trace: no sessions after the header".into(),
+        ));
+    }
+    records.sort_by(|a, b| a.start.total_cmp(&b.start));
+    Ok(records)
+}
