@@ -30,4 +30,6 @@ pub mod model;
 pub mod plan;
 pub mod report;
 pub mod scenario;
+pub mod sim;
+pub mod stats;
 pub mod units;

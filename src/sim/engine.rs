@@ -1,0 +1,545 @@
+//! One replication of a scenario as a next-event simulation.
+//!
+//! Events: a session arrives (open workloads) or a source starts one (closed); the server
+//! gives it a port by the OS rule through a [`PortTable`]; the client firewall passes it when
+//! the port is inside its group's allowed range. A passing session holds the port for its
+//! holding time. A blocked one holds it for the handshake timeout, then fails (error 15) or
+//! retries after its backoff. A refused one (no free port up to the server's cap) holds
+//! nothing and fails or retries at once. When a key's last session ends, its port is freed,
+//! or lingers and is freed later.
+//!
+//! Memory is bounded by the sessions in flight, never by the sessions simulated.
+
+use std::collections::BTreeSet;
+
+use super::queue::EventQueue;
+use super::sample::{GroupIndex, GroupPicker, OpenArrivals, Sampler, SimRng};
+use super::series::OccupancySeries;
+use super::time::SimTime;
+use crate::model::{
+    AllocatorConfig, Closed, FirstFitSet, Port, PortAllocator, PortKey, PortRange, SharingRule,
+};
+use crate::scenario::{Arrivals, Scenario, Stop};
+
+/// How the server's ports are handed out: the general allocator, or — for the per-session
+/// rule, where every key is new — the first-fit index alone (no key map).
+pub trait PortTable {
+    /// The port for one more session of `key`, or `None` when the server has none free.
+    fn acquire(&mut self, key: PortKey) -> Option<Port>;
+    /// One session of `key` on `port` ended.
+    fn release(&mut self, key: PortKey, port: Port) -> Closed;
+    /// A linger period ended; returns the port if it was freed.
+    fn expire(&mut self, key: PortKey, port: Port, ticket: u64) -> Option<Port>;
+    /// Ports held (by sessions or lingering).
+    fn held(&self) -> usize;
+}
+
+impl PortTable for PortAllocator {
+    fn acquire(&mut self, key: PortKey) -> Option<Port> {
+        PortAllocator::acquire(self, key).ok()
+    }
+
+    fn release(&mut self, key: PortKey, port: Port) -> Closed {
+        PortAllocator::release(self, key).unwrap_or(Closed::Freed { port })
+    }
+
+    fn expire(&mut self, key: PortKey, _port: Port, ticket: u64) -> Option<Port> {
+        PortAllocator::expire(self, key, ticket)
+    }
+
+    fn held(&self) -> usize {
+        self.held_ports()
+    }
+}
+
+/// Ports for the per-session rule: each session is its own key, so its port is all there is
+/// to remember, and the session record keeps it.
+pub struct SessionPorts {
+    free: FirstFitSet,
+    base: Port,
+    held: usize,
+    linger: bool,
+}
+
+impl SessionPorts {
+    pub fn new(base: Port, max_port: Port, occupied: &BTreeSet<Port>, linger: bool) -> Self {
+        let mut free = FirstFitSet::all_free(usize::from(max_port - base) + 1);
+        for &port in occupied.range(base..=max_port) {
+            free.take(usize::from(port - base));
+        }
+        Self {
+            free,
+            base,
+            held: 0,
+            linger,
+        }
+    }
+}
+
+impl PortTable for SessionPorts {
+    fn acquire(&mut self, _key: PortKey) -> Option<Port> {
+        let slot = self.free.take_first_free_from(0)?;
+        self.held += 1;
+        Some(self.base + slot as Port)
+    }
+
+    fn release(&mut self, _key: PortKey, port: Port) -> Closed {
+        if self.linger {
+            return Closed::Lingering { port, ticket: 0 };
+        }
+        self.free.set_free(usize::from(port - self.base));
+        self.held -= 1;
+        Closed::Freed { port }
+    }
+
+    fn expire(&mut self, _key: PortKey, port: Port, _ticket: u64) -> Option<Port> {
+        self.free.set_free(usize::from(port - self.base));
+        self.held -= 1;
+        Some(port)
+    }
+
+    fn held(&self) -> usize {
+        self.held
+    }
+}
+
+/// Sessions and failures of one client group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tally {
+    pub sessions: u64,
+    pub failed: u64,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunRecord {
+    /// Sessions started (first attempts).
+    pub sessions: u64,
+    /// Sessions that finally failed (blocked or refused on their last attempt).
+    pub failed: u64,
+    /// Attempts the client firewall dropped (the session held a port for the handshake timeout).
+    pub blocked: u64,
+    /// Attempts the server refused (no free port up to its cap).
+    pub refused: u64,
+    /// Attempts made after a failure.
+    pub retried: u64,
+    /// Per client group, index 0 = the default group.
+    pub groups: Vec<Tally>,
+    /// First attempts by the server slot they got (port − base); refused ones are not here.
+    pub first_slots: Vec<u64>,
+    /// First attempts refused by the server.
+    pub first_refused: u64,
+    /// Highest port handed out (0 when none was).
+    pub peak_port: Port,
+    /// Time of the last event.
+    pub end: SimTime,
+    /// ∫ held ports dt, in port-seconds.
+    pub port_seconds: f64,
+    /// Seconds each slot was held.
+    pub slot_busy: Vec<f64>,
+    pub series: Option<OccupancySeries>,
+}
+
+impl RunRecord {
+    /// Failures of the default group had its range been `ports` ports from the base —
+    /// valid only for runs where that is exact (see `sweep`).
+    pub fn failed_if_limited(&self, ports: usize) -> u64 {
+        self.first_refused + self.first_slots.iter().skip(ports).sum::<u64>()
+    }
+}
+
+/// What a run may vary: the default group's range (`None` = everything passes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunSpec {
+    pub allowed: Option<PortRange>,
+    /// Record held ports over time (for plots).
+    pub series: bool,
+}
+
+/// Kept to 8 bytes: the event heap moves these around on every step.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Arrival,
+    SourceStart {
+        source: u32,
+    },
+    End {
+        session: u32,
+    },
+    Retry {
+        session: u32,
+    },
+    /// A linger period ends; the index is into `Engine::lingering`.
+    Expire {
+        linger: u32,
+    },
+}
+
+/// A key whose port lingers after its last session.
+#[derive(Debug, Clone, Copy)]
+struct Linger {
+    key: PortKey,
+    port: Port,
+    ticket: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    key: PortKey,
+    port: Port,
+    passed: bool,
+    group: GroupIndex,
+    attempt: u32,
+    holding: SimTime,
+    source: Option<u32>,
+}
+
+struct Engine<'a, P> {
+    scenario: &'a Scenario,
+    spec: RunSpec,
+    ports: P,
+    queue: EventQueue<Event>,
+    sessions: Vec<Session>,
+    vacant: Vec<u32>,
+    lingering: Vec<Linger>,
+    vacant_lingering: Vec<u32>,
+    next_id: u64,
+    started: u64,
+    record: RunRecord,
+    last_change: SimTime,
+    taken_at: Vec<SimTime>,
+    /// Integer accumulators (exact, and cheaper than floating point on every event).
+    port_nanos: u128,
+    slot_busy_nanos: Vec<u64>,
+    think: Option<Sampler>,
+    holding: Sampler,
+    groups: GroupPicker,
+    handshake: SimTime,
+    rng: SimRng,
+}
+
+/// Runs one replication on the given random stream (derive it with `replication_rng`).
+pub fn run(scenario: &Scenario, spec: RunSpec, rng: SimRng) -> RunRecord {
+    let server = &scenario.server;
+    let linger = server.linger.is_some();
+    if scenario.rule() == SharingRule::PerSession {
+        let ports = SessionPorts::new(server.base_port, server.max_port, &server.occupied, linger);
+        Engine::new(scenario, spec, ports, rng).run()
+    } else {
+        let config = AllocatorConfig::new(scenario.rule(), server.base_port)
+            .with_max_port(server.max_port)
+            .with_occupied(server.occupied.iter().copied())
+            .with_linger(linger);
+        let ports = PortAllocator::new(config).expect("validated scenario has a valid server");
+        Engine::new(scenario, spec, ports, rng).run()
+    }
+}
+
+impl<'a, P: PortTable> Engine<'a, P> {
+    fn new(scenario: &'a Scenario, spec: RunSpec, ports: P, rng: SimRng) -> Self {
+        let think = match &scenario.workload.arrivals {
+            Arrivals::Closed { think, .. } => think.as_ref().map(Sampler::new),
+            _ => None,
+        };
+        Self {
+            scenario,
+            spec,
+            ports,
+            queue: EventQueue::default(),
+            sessions: Vec::new(),
+            vacant: Vec::new(),
+            lingering: Vec::new(),
+            vacant_lingering: Vec::new(),
+            next_id: 0,
+            started: 0,
+            record: RunRecord {
+                groups: vec![Tally::default(); scenario.client.groups.len() + 1],
+                series: spec.series.then(OccupancySeries::default),
+                ..RunRecord::default()
+            },
+            last_change: SimTime::ZERO,
+            taken_at: Vec::new(),
+            port_nanos: 0,
+            slot_busy_nanos: Vec::new(),
+            think,
+            holding: Sampler::new(&scenario.workload.holding),
+            groups: GroupPicker::new(&scenario.client.groups),
+            handshake: SimTime::from_secs_f64(scenario.workload.handshake_timeout.as_secs_f64()),
+            rng,
+        }
+    }
+
+    fn may_start(&self, at: SimTime) -> bool {
+        match self.scenario.workload.stop {
+            Stop::Sessions(n) => self.started < n,
+            Stop::Horizon(h) => at.as_secs_f64() <= h.as_secs_f64(),
+        }
+    }
+
+    fn run(mut self) -> RunRecord {
+        let mut open = OpenArrivals::new(self.scenario);
+        // The pending arrival of an open workload: drawn one ahead, scheduled as an event.
+        let mut pending = None;
+        match (&mut open, &self.scenario.workload.arrivals) {
+            (Some(arrivals), _) => {
+                pending = arrivals.next(&mut self.rng);
+                if let Some(a) = pending {
+                    self.schedule_arrival(a.at);
+                }
+            }
+            (None, Arrivals::Closed { concurrent, .. }) => {
+                // Validation caps `concurrent` far below u32::MAX.
+                for source in 0..*concurrent as u32 {
+                    self.queue
+                        .schedule_in(SimTime::ZERO, Event::SourceStart { source });
+                }
+            }
+            (None, _) => {}
+        }
+        while let Some((now, event)) = self.queue.pop() {
+            self.account_time(now);
+            match event {
+                Event::Arrival => {
+                    let Some(arrival) = pending.take() else {
+                        continue;
+                    };
+                    if !self.may_start(now) {
+                        continue;
+                    }
+                    let id =
+                        self.new_session(arrival.account, arrival.group, arrival.holding, None);
+                    self.attempt(id);
+                    if let Some(arrivals) = &mut open {
+                        pending = arrivals.next(&mut self.rng);
+                        if let Some(next) = pending {
+                            // A trace may repeat a start time; never schedule into the past.
+                            self.schedule_arrival(next.at.since(now));
+                        }
+                    }
+                }
+                Event::SourceStart { source } => {
+                    if !self.may_start(now) {
+                        continue;
+                    }
+                    let Arrivals::Closed { concurrent, .. } = self.scenario.workload.arrivals
+                    else {
+                        continue;
+                    };
+                    let holding = self.holding.sample(&mut self.rng);
+                    let account = u64::from(source) % self.scenario.workload.accounts.max(1);
+                    let group = self.groups.for_source(u64::from(source), concurrent);
+                    let id = self.new_session(account, group, holding, Some(source));
+                    self.attempt(id);
+                }
+                Event::End { session } => self.end(session),
+                Event::Retry { session } => {
+                    self.record.retried += 1;
+                    self.attempt(session);
+                }
+                Event::Expire { linger } => {
+                    let Linger { key, port, ticket } = self.lingering[linger as usize];
+                    self.vacant_lingering.push(linger);
+                    if let Some(port) = self.ports.expire(key, port, ticket) {
+                        self.port_freed(port, now);
+                    }
+                }
+            }
+        }
+        self.record.end = self.queue.now();
+        self.record.port_seconds = self.port_nanos as f64 / 1e9;
+        self.record.slot_busy = self
+            .slot_busy_nanos
+            .iter()
+            .map(|&ns| ns as f64 / 1e9)
+            .collect();
+        self.record
+    }
+
+    /// The one pending arrival waits beside the heap (see [`EventQueue::schedule_aside`]).
+    fn schedule_arrival(&mut self, delay: SimTime) {
+        if let Err(event) = self.queue.schedule_aside(delay, Event::Arrival) {
+            self.queue.schedule_in(delay, event);
+        }
+    }
+
+    /// Adds held-ports × elapsed time since the last event.
+    fn account_time(&mut self, now: SimTime) {
+        let held = self.ports.held();
+        let elapsed = now.since(self.last_change);
+        if elapsed > SimTime::ZERO {
+            self.port_nanos += held as u128 * u128::from(elapsed.as_nanos());
+            if let Some(series) = &mut self.record.series {
+                series.add(self.last_change, now, held);
+            }
+            self.last_change = now;
+        }
+    }
+
+    fn new_session(
+        &mut self,
+        account: u64,
+        group: GroupIndex,
+        holding: SimTime,
+        source: Option<u32>,
+    ) -> u32 {
+        self.started += 1;
+        self.record.sessions += 1;
+        self.record.groups[group].sessions += 1;
+        let id = self.next_id;
+        self.next_id += 1;
+        let key = self.scenario.rule().key(crate::model::SessionRef {
+            session: id,
+            account,
+        });
+        let session = Session {
+            key,
+            port: 0,
+            passed: false,
+            group,
+            attempt: 0,
+            holding,
+            source,
+        };
+        match self.vacant.pop() {
+            Some(slot) => {
+                self.sessions[slot as usize] = session;
+                slot
+            }
+            None => {
+                self.sessions.push(session);
+                (self.sessions.len() - 1) as u32
+            }
+        }
+    }
+
+    fn allowed(&self, group: GroupIndex) -> Option<PortRange> {
+        match group {
+            0 => self.spec.allowed,
+            g => Some(self.scenario.client.groups[g - 1].allowed),
+        }
+    }
+
+    fn attempt(&mut self, id: u32) {
+        let now = self.queue.now();
+        let held_before = self.ports.held();
+        let session = self.sessions[id as usize];
+        let first = session.attempt == 0;
+        self.sessions[id as usize].attempt += 1;
+        let Some(port) = self.ports.acquire(session.key) else {
+            self.record.refused += 1;
+            if first {
+                self.record.first_refused += 1;
+            }
+            self.failed(id, true);
+            return;
+        };
+        let slot = usize::from(port - self.scenario.server.base_port);
+        if self.ports.held() > held_before {
+            if self.taken_at.len() <= slot {
+                self.taken_at.resize(slot + 1, SimTime::ZERO);
+            }
+            self.taken_at[slot] = now;
+            self.record.peak_port = self.record.peak_port.max(port);
+        }
+        if first {
+            if self.record.first_slots.len() <= slot {
+                self.record.first_slots.resize(slot + 1, 0);
+            }
+            self.record.first_slots[slot] += 1;
+        }
+        let passed = self
+            .allowed(session.group)
+            .is_none_or(|range| range.contains(port));
+        let s = &mut self.sessions[id as usize];
+        s.port = port;
+        s.passed = passed;
+        if passed {
+            self.queue
+                .schedule_in(session.holding, Event::End { session: id });
+        } else {
+            self.record.blocked += 1;
+            self.queue
+                .schedule_in(self.handshake, Event::End { session: id });
+        }
+    }
+
+    fn end(&mut self, id: u32) {
+        let now = self.queue.now();
+        let session = self.sessions[id as usize];
+        match self.ports.release(session.key, session.port) {
+            Closed::Freed { port } => self.port_freed(port, now),
+            Closed::Lingering { port, ticket } => {
+                let linger = self.scenario.server.linger.map_or(0.0, |d| d.as_secs_f64());
+                let record = Linger {
+                    key: session.key,
+                    port,
+                    ticket,
+                };
+                let index = match self.vacant_lingering.pop() {
+                    Some(i) => {
+                        self.lingering[i as usize] = record;
+                        i
+                    }
+                    None => {
+                        self.lingering.push(record);
+                        (self.lingering.len() - 1) as u32
+                    }
+                };
+                self.queue.schedule_in(
+                    SimTime::from_secs_f64(linger),
+                    Event::Expire { linger: index },
+                );
+            }
+            Closed::StillShared { .. } => {}
+        }
+        if session.passed {
+            self.finish(id, SimTime::ZERO);
+        } else {
+            self.failed(id, false);
+        }
+    }
+
+    fn port_freed(&mut self, port: Port, now: SimTime) {
+        let slot = usize::from(port - self.scenario.server.base_port);
+        if self.slot_busy_nanos.len() <= slot {
+            self.slot_busy_nanos.resize(slot + 1, 0);
+        }
+        self.slot_busy_nanos[slot] += now.since(self.taken_at[slot]).as_nanos();
+    }
+
+    /// An attempt failed: retry after the backoff, or give up.
+    fn failed(&mut self, id: u32, refused: bool) {
+        let session = self.sessions[id as usize];
+        if let Some(retry) = self.scenario.workload.retry
+            && session.attempt < retry.attempts
+        {
+            let exponent = i32::try_from(session.attempt - 1).unwrap_or(i32::MAX);
+            let wait = retry.backoff.as_secs_f64() * retry.multiplier.powi(exponent);
+            self.queue
+                .schedule_in(SimTime::from_secs_f64(wait), Event::Retry { session: id });
+            return;
+        }
+        self.record.failed += 1;
+        self.record.groups[session.group].failed += 1;
+        // A closed source whose session the server refused waits the handshake timeout
+        // (as a blocked one did) before it thinks and starts the next.
+        let wait = if refused {
+            self.handshake
+        } else {
+            SimTime::ZERO
+        };
+        self.finish(id, wait);
+    }
+
+    /// The session is over; a closed source starts its next one after its think time.
+    fn finish(&mut self, id: u32, wait: SimTime) {
+        if let Some(source) = self.sessions[id as usize].source {
+            let think = self
+                .think
+                .map_or(SimTime::ZERO, |t| t.sample(&mut self.rng));
+            self.queue
+                .schedule_in(wait.after(think), Event::SourceStart { source });
+        }
+        self.vacant.push(id);
+    }
+}

@@ -1,0 +1,86 @@
+//! Held ports over simulated time, for plots: time-weighted means in at most
+//! [`OccupancySeries::BUCKETS`] equal buckets. When time runs past the last bucket, pairs of
+//! buckets merge and the width doubles, so memory stays fixed however long the run.
+
+use serde::{Deserialize, Serialize};
+
+use super::time::SimTime;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OccupancySeries {
+    /// Width of one bucket in nanoseconds.
+    width_ns: u64,
+    /// ∫ held ports dt within each bucket, in port-nanoseconds.
+    area: Vec<f64>,
+}
+
+impl Default for OccupancySeries {
+    fn default() -> Self {
+        Self {
+            width_ns: 1_000_000,
+            area: Vec::new(),
+        }
+    }
+}
+
+impl OccupancySeries {
+    pub const BUCKETS: usize = 256;
+
+    /// `held` ports were held from `from` to `to`.
+    pub fn add(&mut self, from: SimTime, to: SimTime, held: usize) {
+        while to.as_nanos() > self.width_ns.saturating_mul(Self::BUCKETS as u64) {
+            self.coarsen();
+        }
+        let (mut t, end) = (from.as_nanos(), to.as_nanos());
+        let bucket = (t / self.width_ns) as usize;
+        // Most spans fall inside one bucket.
+        if let Some(area) = self.area.get_mut(bucket)
+            && end <= (bucket as u64 + 1) * self.width_ns
+        {
+            *area += held as f64 * (end - t) as f64;
+            return;
+        }
+        while t < end {
+            let bucket = (t / self.width_ns) as usize;
+            let bucket_end = (bucket as u64 + 1) * self.width_ns;
+            let until = end.min(bucket_end);
+            if self.area.len() <= bucket {
+                self.area.resize(bucket + 1, 0.0);
+            }
+            self.area[bucket] += held as f64 * (until - t) as f64;
+            t = until;
+        }
+    }
+
+    fn coarsen(&mut self) {
+        self.area = self.area.chunks(2).map(|pair| pair.iter().sum()).collect();
+        self.width_ns *= 2;
+    }
+
+    /// `(bucket start in seconds, mean held ports in the bucket)`.
+    pub fn points(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        let width = self.width_ns as f64;
+        self.area
+            .iter()
+            .enumerate()
+            .map(move |(i, area)| (i as f64 * width / 1e9, area / width))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_time_weighted_mean_while_coarsening() {
+        let mut series = OccupancySeries::default();
+        let s = |secs: f64| SimTime::from_secs_f64(secs);
+        series.add(s(0.0), s(10.0), 2);
+        series.add(s(10.0), s(1000.0), 4);
+        assert!(series.area.len() <= OccupancySeries::BUCKETS);
+        let total: f64 = series.area.iter().sum::<f64>() / 1e9;
+        assert!((total - (20.0 + 3960.0)).abs() < 1e-6, "{total}");
+        let (_, first) = series.points().next().unwrap();
+        assert!((2.0..=4.0).contains(&first));
+    }
+}
