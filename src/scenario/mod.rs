@@ -197,6 +197,8 @@ pub struct Workload {
     /// Sessions belong to this many accounts, chosen uniformly (closed: source `i` → `i mod accounts`).
     pub accounts: u64,
     pub stop: Stop,
+    /// Sessions starting before this are simulated but not counted (the system fills up).
+    pub warmup: Option<Duration>,
     pub replications: u32,
     /// How long a session whose port the client firewall drops holds that port.
     pub handshake_timeout: Duration,

@@ -79,6 +79,7 @@ struct RawWorkload {
     accounts: Option<Spanned<u64>>,
     sessions: Option<Spanned<u64>>,
     horizon: Option<Spanned<Duration>>,
+    warmup: Option<Duration>,
     replications: Option<Spanned<u32>>,
     handshake_timeout: Option<Duration>,
     retry: Option<Spanned<RawRetry>>,
@@ -638,11 +639,13 @@ fn workload(
             })
         }
     };
+    let warmup = w.warmup.filter(|d| d.as_secs_f64() > 0.0);
     Ok(Workload {
         arrivals,
         holding,
         accounts,
         stop,
+        warmup,
         replications,
         handshake_timeout,
         retry,

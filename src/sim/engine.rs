@@ -131,7 +131,7 @@ pub struct RunRecord {
     pub first_refused: u64,
     /// Highest port handed out (0 when none was).
     pub peak_port: Port,
-    /// Time of the last event.
+    /// Simulated time from the end of the warm-up to the last event.
     pub end: SimTime,
     /// ∫ held ports dt, in port-seconds.
     pub port_seconds: f64,
@@ -192,6 +192,8 @@ struct Session {
     attempt: u32,
     holding: SimTime,
     source: Option<u32>,
+    /// Started after the warm-up: its outcome is counted.
+    counted: bool,
 }
 
 struct Engine<'a, P> {
@@ -204,7 +206,9 @@ struct Engine<'a, P> {
     lingering: Vec<Linger>,
     vacant_lingering: Vec<u32>,
     next_id: u64,
+    /// Counted sessions started so far.
     started: u64,
+    warmup: SimTime,
     record: RunRecord,
     last_change: SimTime,
     taken_at: Vec<SimTime>,
@@ -252,6 +256,9 @@ impl<'a, P: PortTable> Engine<'a, P> {
             vacant_lingering: Vec::new(),
             next_id: 0,
             started: 0,
+            warmup: SimTime::from_secs_f64(
+                scenario.workload.warmup.map_or(0.0, |w| w.as_secs_f64()),
+            ),
             record: RunRecord {
                 groups: vec![Tally::default(); scenario.client.groups.len() + 1],
                 series: spec.series.then(OccupancySeries::default),
@@ -272,7 +279,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
     fn may_start(&self, at: SimTime) -> bool {
         match self.scenario.workload.stop {
             Stop::Sessions(n) => self.started < n,
-            Stop::Horizon(h) => at.as_secs_f64() <= h.as_secs_f64(),
+            Stop::Horizon(h) => at.since(self.warmup).as_secs_f64() <= h.as_secs_f64(),
         }
     }
 
@@ -333,7 +340,9 @@ impl<'a, P: PortTable> Engine<'a, P> {
                 }
                 Event::End { session } => self.end(session),
                 Event::Retry { session } => {
-                    self.record.retried += 1;
+                    if self.sessions[session as usize].counted {
+                        self.record.retried += 1;
+                    }
                     self.attempt(session);
                 }
                 Event::Expire { linger } => {
@@ -345,7 +354,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
                 }
             }
         }
-        self.record.end = self.queue.now();
+        self.record.end = self.queue.now().since(self.warmup);
         self.record.port_seconds = self.port_nanos as f64 / 1e9;
         self.record.slot_busy = self
             .slot_busy_nanos
@@ -365,14 +374,16 @@ impl<'a, P: PortTable> Engine<'a, P> {
     /// Adds held-ports × elapsed time since the last event.
     fn account_time(&mut self, now: SimTime) {
         let held = self.ports.held();
-        let elapsed = now.since(self.last_change);
+        // Occupancy counts from the end of the warm-up.
+        let from = self.last_change.max(self.warmup);
+        let elapsed = now.since(from);
         if elapsed > SimTime::ZERO {
             self.port_nanos += held as u128 * u128::from(elapsed.as_nanos());
             if let Some(series) = &mut self.record.series {
-                series.add(self.last_change, now, held);
+                series.add(from, now, held);
             }
-            self.last_change = now;
         }
+        self.last_change = now;
     }
 
     fn new_session(
@@ -382,9 +393,12 @@ impl<'a, P: PortTable> Engine<'a, P> {
         holding: SimTime,
         source: Option<u32>,
     ) -> u32 {
-        self.started += 1;
-        self.record.sessions += 1;
-        self.record.groups[group].sessions += 1;
+        let counted = self.queue.now() >= self.warmup;
+        if counted {
+            self.started += 1;
+            self.record.sessions += 1;
+            self.record.groups[group].sessions += 1;
+        }
         let id = self.next_id;
         self.next_id += 1;
         let key = self.scenario.rule().key(crate::model::SessionRef {
@@ -399,6 +413,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             attempt: 0,
             holding,
             source,
+            counted,
         };
         match self.vacant.pop() {
             Some(slot) => {
@@ -426,8 +441,10 @@ impl<'a, P: PortTable> Engine<'a, P> {
         let first = session.attempt == 0;
         self.sessions[id as usize].attempt += 1;
         let Some(port) = self.ports.acquire(session.key) else {
-            self.record.refused += 1;
-            if first {
+            if session.counted {
+                self.record.refused += 1;
+            }
+            if first && session.counted {
                 self.record.first_refused += 1;
             }
             self.failed(id, true);
@@ -441,7 +458,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             self.taken_at[slot] = now;
             self.record.peak_port = self.record.peak_port.max(port);
         }
-        if first {
+        if first && session.counted {
             if self.record.first_slots.len() <= slot {
                 self.record.first_slots.resize(slot + 1, 0);
             }
@@ -457,7 +474,9 @@ impl<'a, P: PortTable> Engine<'a, P> {
             self.queue
                 .schedule_in(session.holding, Event::End { session: id });
         } else {
-            self.record.blocked += 1;
+            if session.counted {
+                self.record.blocked += 1;
+            }
             self.queue
                 .schedule_in(self.handshake, Event::End { session: id });
         }
@@ -504,7 +523,8 @@ impl<'a, P: PortTable> Engine<'a, P> {
         if self.slot_busy_nanos.len() <= slot {
             self.slot_busy_nanos.resize(slot + 1, 0);
         }
-        self.slot_busy_nanos[slot] += now.since(self.taken_at[slot]).as_nanos();
+        let taken = self.taken_at[slot].max(self.warmup);
+        self.slot_busy_nanos[slot] += now.since(taken).as_nanos();
     }
 
     /// An attempt failed: retry after the backoff, or give up.
@@ -519,8 +539,10 @@ impl<'a, P: PortTable> Engine<'a, P> {
                 .schedule_in(SimTime::from_secs_f64(wait), Event::Retry { session: id });
             return;
         }
-        self.record.failed += 1;
-        self.record.groups[session.group].failed += 1;
+        if session.counted {
+            self.record.failed += 1;
+            self.record.groups[session.group].failed += 1;
+        }
         // A closed source whose session the server refused waits the handshake timeout
         // (as a blocked one did) before it thinks and starts the next.
         let wait = if refused {
