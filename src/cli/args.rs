@@ -2,6 +2,7 @@
 //! man page are generated from these same definitions.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -9,6 +10,7 @@ use crate::firewall::rules::Syntax;
 use crate::firewall::{Peer, Side};
 use crate::model::{Port, PortRange, ServerOs, parse_port};
 use crate::report::Format;
+use crate::sim::Shard;
 use crate::units::{Duration, Probability, Rate, parse_non_negative};
 
 /// Exact UDP port ranges for FASP-style transfer servers, and the firewall rules for them.
@@ -39,6 +41,17 @@ pub enum Command {
     Plan(PlanArgs),
     /// Firewall rules to paste, for the same flags as `plan`.
     Rules(RulesArgs),
+    /// Simulate a scenario file: blocking for every range size with 95% intervals, the range
+    /// to open for the target blocking, peak ports, occupancy.
+    ///
+    /// Without a file it runs the embedded seed example (windows, 10 concurrent transfers).
+    /// The format of scenario files is in scenarios/README.md.
+    Simulate(SimulateArgs),
+    /// Run the [expect] section of every scenario and report one line each; exit 1 if any fails.
+    Check(CheckArgs),
+    /// Combine shard files written by `simulate --shard I/N --out FILE` into the result of
+    /// one whole run.
+    Merge(MergeArgs),
     /// Shell completion script on stdout (bash, zsh, fish, elvish, powershell).
     Completions {
         /// Shell to generate for, e.g. `udprange completions bash > /etc/bash_completion.d/udprange`.
@@ -182,6 +195,108 @@ pub struct RulesArgs {
     /// only allow, for merging into an existing policy. Example: --default-drop
     #[arg(long)]
     pub default_drop: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Scenario file (TOML); the embedded seed example when omitted.
+    /// Example: udprange simulate scenarios/busy-hour-enterprise.toml
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: Option<PathBuf>,
+
+    /// Output format: text, json (one object) or csv (the blocking table). Example: --format json
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    pub format: Format,
+
+    /// Also write an SVG plot: blocking by range size (log scale) and ports held over time.
+    /// Example: --plot blocking.svg
+    #[arg(long, allow_hyphen_values = true, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Override the scenario's seed. Example: --seed 7
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Override the number of replications (1-100000). Example: --replications 40
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    pub replications: Option<u32>,
+
+    /// Override the length of each replication, in sessions. Example: --sessions 1000000
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    pub sessions: Option<u64>,
+
+    /// Override the clients' allowed range ([client].allowed). Example: --allowed 33001-33020
+    #[arg(long, allow_hyphen_values = true, value_name = "RANGE", value_parser = parse_range)]
+    pub allowed: Option<PortRange>,
+
+    /// Override the target blocking for the recommended range. Example: --target-blocking 0.1%
+    #[arg(long, allow_hyphen_values = true, value_name = "P", value_parser = parse_probability)]
+    pub target_blocking: Option<Probability>,
+
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+
+    /// Run only slice I of N of the replications (0-based) and write it with --out; combine
+    /// the slices with `udprange merge`. Example: --shard 0/4 --out part-0.json
+    #[arg(long, allow_hyphen_values = true, value_name = "I/N", requires = "out", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+
+    /// Write the raw per-replication results (a shard file for `udprange merge`).
+    /// Example: --out part-0.json
+    #[arg(long, allow_hyphen_values = true, value_name = "FILE.json")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ThreadsArg {
+    /// Worker threads; all cores by default. Results do not depend on it.
+    /// Example: --threads 1
+    #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Scenario files or directories of them (*.toml). Default: scenarios.
+    /// Example: udprange check scenarios/ my-site.toml
+    #[arg(value_name = "PATH", default_value = "scenarios")]
+    pub paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard files from `simulate --shard I/N --out FILE`, all of one scenario.
+    /// Example: udprange merge part-*.json
+    #[arg(value_name = "PART", required = true)]
+    pub parts: Vec<PathBuf>,
+
+    /// Output format: text, json (one object) or csv (the blocking table). Example: --format json
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    pub format: Format,
+
+    /// Also write an SVG plot, as `simulate --plot`. Example: --plot blocking.svg
+    #[arg(long, allow_hyphen_values = true, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+fn parse_range(text: &str) -> Result<PortRange, String> {
+    text.parse()
+        .map_err(|e: crate::model::RangeError| e.to_string())
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    text.parse()
+        .map_err(|e: crate::sim::BadShard| e.to_string())
+}
+
+fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!("'{text}' is not a thread count (1-1024)")),
+    }
 }
 
 fn parse_os(text: &str) -> Result<ServerOs, String> {

@@ -6,6 +6,8 @@
 //! stdout).
 
 mod args;
+mod output;
+mod simulate;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -13,7 +15,10 @@ use std::io::{self, Write};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-pub use args::{Cli, Command, PlanArgs, RulesArgs, SizingArgs};
+pub use args::{
+    CheckArgs, Cli, Command, MergeArgs, PlanArgs, RulesArgs, SimulateArgs, SizingArgs, ThreadsArg,
+};
+pub use output::OutputFile;
 
 use crate::firewall::rules::{self, RuleSet};
 use crate::firewall::{Requirements, Side};
@@ -52,18 +57,49 @@ where
         Err(e) => return clap_error(e, out, err),
     };
     match execute(&cli.command) {
-        Ok(text) => match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            Ok(()) => EXIT_OK,
-            // A closed pipe (`udprange … | head`) is the reader's choice, not a failure.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
-            Err(e) => {
-                let _ = writeln!(err, "udprange: error: writing output: {e}");
-                EXIT_FAILED
+        Ok(outcome) => {
+            if let Err(e) = output::write_all(&outcome.files) {
+                let _ = writeln!(err, "udprange: error: {e}");
+                return EXIT_FAILED;
             }
-        },
+            write_stdout(&outcome, out, err)
+        }
         Err(usage) => {
             let _ = writeln!(err, "udprange: error: {usage}");
             EXIT_USAGE
+        }
+    }
+}
+
+/// What a command produced: stdout, files to write (all or none) and the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outcome {
+    stdout: String,
+    files: Vec<OutputFile>,
+    code: i32,
+}
+
+impl Outcome {
+    fn text(stdout: String) -> Self {
+        Self {
+            stdout,
+            files: Vec::new(),
+            code: EXIT_OK,
+        }
+    }
+}
+
+fn write_stdout(outcome: &Outcome, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    match out
+        .write_all(outcome.stdout.as_bytes())
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => outcome.code,
+        // A closed pipe (`udprange … | head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => outcome.code,
+        Err(e) => {
+            let _ = writeln!(err, "udprange: error: writing output: {e}");
+            EXIT_FAILED
         }
     }
 }
@@ -100,21 +136,30 @@ fn first_paragraph(message: &str) -> String {
         .join(" ")
 }
 
-fn execute(command: &Command) -> Result<String, UsageError> {
+fn execute(command: &Command) -> Result<Outcome, UsageError> {
     match command {
-        Command::Plan(args) => Ok(plan_report(&args.sizing)?.render(args.format)),
-        Command::Rules(args) => rules_text(args),
+        Command::Plan(args) => Ok(Outcome::text(
+            plan_report(&args.sizing)?.render(args.format),
+        )),
+        Command::Rules(args) => rules_text(args).map(Outcome::text),
+        Command::Simulate(args) => simulate::simulate(args),
+        Command::Check(args) => simulate::check(args),
+        Command::Merge(args) => simulate::merge(args),
         Command::Completions { shell } => {
             let mut buffer = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "udprange", &mut buffer);
-            Ok(String::from_utf8(buffer).expect("completions are UTF-8"))
+            Ok(Outcome::text(
+                String::from_utf8(buffer).expect("completions are UTF-8"),
+            ))
         }
         Command::Man => {
             let mut buffer = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut buffer)
                 .expect("rendering to memory cannot fail");
-            Ok(String::from_utf8(buffer).expect("man page is UTF-8"))
+            Ok(Outcome::text(
+                String::from_utf8(buffer).expect("man page is UTF-8"),
+            ))
         }
     }
 }

@@ -2,6 +2,8 @@
 //! `String` first, so a failure never leaves half a report on stdout.
 
 mod plan;
+pub mod plot;
+mod simulate;
 
 pub use plan::{PlanReport, Stochastic, TableRow, UdpRange};
 

@@ -22,6 +22,7 @@
 //! replication order before anything is summed.
 
 mod engine;
+mod part;
 mod queue;
 mod sample;
 mod series;
@@ -34,6 +35,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{RunRecord, RunSpec, Tally, run};
+pub use part::{MergeError, PART_FORMAT, Part, merge};
 pub use queue::{EventQueue, InThePast};
 pub use sample::{SimRng, replication_rng};
 pub use series::OccupancySeries;
