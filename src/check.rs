@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::model::PortRange;
 use crate::scenario::Scenario;
 use crate::sim::Summary;
 
@@ -15,14 +16,14 @@ pub struct Finding {
     pub pass: bool,
 }
 
+/// `ports_needed 10` when it passes, `ports_needed 11 (expected 10)` when not.
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let relation = if self.pass { "" } else { "expected " };
-        if self.pass {
-            write!(f, "{} {}", self.key, self.got)
-        } else {
-            write!(f, "{} {} {relation}{}", self.key, self.got, self.expected)
+        write!(f, "{} {}", self.key, self.got)?;
+        if !self.pass {
+            write!(f, " (expected {})", self.expected)?;
         }
+        Ok(())
     }
 }
 
@@ -43,11 +44,13 @@ pub fn verify(scenario: &Scenario, summary: &Summary) -> Vec<Finding> {
         });
     }
     if let Some(want) = expect.range {
-        let got = recommended.map(|r| format!("{}-{}", r.first, r.last));
+        let got = recommended
+            .and_then(|r| PortRange::new(r.first, r.last).ok())
+            .map(|r| r.to_string());
         findings.push(Finding {
             key: "range",
             expected: want.to_string(),
-            got: shown(got.clone()),
+            got: shown(got),
             pass: recommended.is_some_and(|r| (r.first, r.last) == (want.first(), want.last())),
         });
     }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Export;
+use crate::model::PortRange;
 use crate::sim::Summary;
 
 /// Probabilities in tables: fixed digits when readable, scientific when tiny.
@@ -27,18 +28,29 @@ impl Export for Summary {
         let _ = writeln!(out, "scenario   {} ({})", c.scenario, c.file);
         let _ = writeln!(out, "server     {}: {}", c.os, c.sharing);
         let _ = writeln!(out, "method     {}: {}", c.method.name(), c.method_reason);
+        let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         let _ = writeln!(
             out,
-            "runs       {} replications, {} sessions, seed {}",
-            c.replications, self.sessions, c.seed
+            "runs       {}, {}, seed {}",
+            plural(u64::from(c.replications), "replication"),
+            plural(self.sessions, "session"),
+            c.seed
         );
         let _ = writeln!(out);
         match &self.recommended {
             Some(r) => {
+                let range =
+                    PortRange::new(r.first, r.last).map_or_else(|_| "?".into(), |r| r.to_string());
+                let confidence = if c.replayed {
+                    "replayed"
+                } else {
+                    "with 95% confidence"
+                };
                 let _ = writeln!(
                     out,
-                    "open {}-{} ({} ports): blocking <= {} with 95% confidence",
-                    r.first, r.last, r.ports, c.target_blocking
+                    "open {range} ({}): blocking <= {} {confidence}",
+                    plural(r.ports, "port"),
+                    c.target_blocking
                 );
             }
             None => {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Method, ReplicationResult, RunCounts};
 use crate::model::{Port, PortRange};
-use crate::scenario::Scenario;
+use crate::scenario::{Arrivals, Scenario};
 use crate::stats::blocking_estimate;
 
 /// What a summary needs to know of its scenario; stored in shard files so that `merge`
@@ -28,6 +28,9 @@ pub struct Context {
     pub target_blocking: f64,
     pub allowed: Option<PortRange>,
     pub groups: Vec<(String, PortRange)>,
+    /// A replayed trace: every replication is the same, so blocking is a count, not an
+    /// estimate, and its interval is the point itself.
+    pub replayed: bool,
 }
 
 impl Context {
@@ -51,6 +54,7 @@ impl Context {
                 .iter()
                 .map(|g| (g.name.clone(), g.allowed))
                 .collect(),
+            replayed: matches!(scenario.workload.arrivals, Arrivals::Trace { .. }),
         }
     }
 }
@@ -144,9 +148,17 @@ pub struct Summary {
     pub occupancy: Vec<(f64, f64)>,
 }
 
-fn estimate(per_replication: impl Iterator<Item = (u64, u64)>) -> (f64, [f64; 2]) {
+fn estimate(
+    context: &Context,
+    per_replication: impl Iterator<Item = (u64, u64)>,
+) -> (f64, [f64; 2]) {
     let counts: Vec<(u64, u64)> = per_replication.collect();
-    blocking_estimate(&counts)
+    let (p, ci) = blocking_estimate(&counts);
+    if context.replayed {
+        (p, [p, p])
+    } else {
+        (p, ci)
+    }
 }
 
 /// Combines replication results (any order, each replication once) into the answer.
@@ -171,7 +183,8 @@ pub fn summarize(context: Context, results: &[ReplicationResult]) -> Summary {
         .filter_map(|n| {
             let range = PortRange::from_count(base, n as u64).ok()?;
             let tallies: Vec<_> = results.iter().map(|r| r.with_ports(n)).collect();
-            let (probability, ci95) = estimate(tallies.iter().map(|t| (t.sessions, t.failed)));
+            let (probability, ci95) =
+                estimate(&context, tallies.iter().map(|t| (t.sessions, t.failed)));
             Some(BlockingPoint {
                 ports: n as u64,
                 range,
@@ -195,7 +208,7 @@ pub fn summarize(context: Context, results: &[ReplicationResult]) -> Summary {
         (Some(_), _) => None,
         (None, None) => Some("no session got a port: nothing to size".to_string()),
         (None, Some(widest)) if widest.probability > target => Some(format!(
-            "even with every port the server hands out ({}), {:.4} of sessions fail: the server refuses them or client groups block them; no client range reaches {target}",
+            "even with every port the server hands out ({}), {:.4} of sessions fail: the server refuses them (a cap or occupied ports) or they retry into a full server; no client range reaches {target}",
             widest.range, widest.probability
         )),
         (None, Some(widest)) => Some(format!(
@@ -248,6 +261,7 @@ pub fn summarize(context: Context, results: &[ReplicationResult]) -> Summary {
         .map(|_| {
             let group = |g: usize| {
                 estimate(
+                    &context,
                     results
                         .iter()
                         .filter_map(|r| r.configured.as_ref())
