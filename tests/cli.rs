@@ -192,7 +192,7 @@ fn completions_and_man_page_come_from_the_flags() {
 
 #[test]
 fn every_flag_documents_default_and_example() {
-    for command in ["plan", "rules"] {
+    for command in ["plan", "rules", "simulate", "check", "merge"] {
         let help = stdout(&udprange(&[command, "--help"]));
         // Each flag's block: from its line (indented less than the help text) to the next.
         let mut blocks: Vec<String> = Vec::new();
@@ -206,7 +206,7 @@ fn every_flag_documents_default_and_example() {
                 block.push('\n');
             }
         }
-        assert!(blocks.len() > 15, "{help}");
+        assert!(blocks.len() >= 2, "{help}");
         for block in blocks {
             if block.trim_start().starts_with("-h, --help") {
                 continue;

@@ -208,41 +208,46 @@ pub struct SimulateArgs {
     #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
     pub format: Format,
 
-    /// Also write an SVG plot: blocking by range size (log scale) and ports held over time.
-    /// Example: --plot blocking.svg
+    /// Also write an SVG plot: blocking by range size (log scale) and ports held over time;
+    /// none by default. Example: --plot blocking.svg
     #[arg(long, allow_hyphen_values = true, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
 
-    /// Override the scenario's seed. Example: --seed 7
+    /// Override the scenario's seed (default: the file's). Example: --seed 7
     #[arg(long, allow_hyphen_values = true, value_name = "N")]
     pub seed: Option<u64>,
 
-    /// Override the number of replications (1-100000). Example: --replications 40
+    /// Override the number of replications, 1-100000 (default: the file's).
+    /// Example: --replications 40
     #[arg(long, allow_hyphen_values = true, value_name = "N")]
     pub replications: Option<u32>,
 
-    /// Override the length of each replication, in sessions. Example: --sessions 1000000
+    /// Override the length of each replication, in sessions (default: the file's).
+    /// Example: --sessions 1000000
     #[arg(long, allow_hyphen_values = true, value_name = "N")]
     pub sessions: Option<u64>,
 
-    /// Override the clients' allowed range ([client].allowed). Example: --allowed 33001-33020
+    /// Override the clients' allowed range (default: the file's [client].allowed).
+    /// Example: --allowed 33001-33020
     #[arg(long, allow_hyphen_values = true, value_name = "RANGE", value_parser = parse_range)]
     pub allowed: Option<PortRange>,
 
-    /// Override the target blocking for the recommended range. Example: --target-blocking 0.1%
+    /// Override the target blocking for the recommended range (default: the file's
+    /// [plan].target_blocking, else 0.001). Example: --target-blocking 0.1%
     #[arg(long, allow_hyphen_values = true, value_name = "P", value_parser = parse_probability)]
     pub target_blocking: Option<Probability>,
 
     #[command(flatten)]
     pub threads: ThreadsArg,
 
-    /// Run only slice I of N of the replications (0-based) and write it with --out; combine
-    /// the slices with `udprange merge`. Example: --shard 0/4 --out part-0.json
+    /// Run only slice I of N of the replications (0-based; the whole run by default) and
+    /// write it with --out; combine the slices with `udprange merge`.
+    /// Example: --shard 0/4 --out part-0.json
     #[arg(long, allow_hyphen_values = true, value_name = "I/N", requires = "out", value_parser = parse_shard)]
     pub shard: Option<Shard>,
 
-    /// Write the raw per-replication results (a shard file for `udprange merge`).
-    /// Example: --out part-0.json
+    /// Write the raw per-replication results (a shard file for `udprange merge`); none by
+    /// default. Example: --out part-0.json
     #[arg(long, allow_hyphen_values = true, value_name = "FILE.json")]
     pub out: Option<PathBuf>,
 }
@@ -277,7 +282,7 @@ pub struct MergeArgs {
     #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
     pub format: Format,
 
-    /// Also write an SVG plot, as `simulate --plot`. Example: --plot blocking.svg
+    /// Also write an SVG plot, as `simulate --plot`; none by default. Example: --plot blocking.svg
     #[arg(long, allow_hyphen_values = true, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
 }

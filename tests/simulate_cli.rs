@@ -1,0 +1,309 @@
+//! `udprange simulate`, `check` and `merge` driven as a user would, from a clean directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn udprange_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn udprange(args: &[&str]) -> Output {
+    udprange_in(&repo(), args)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// A fresh empty directory for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("udprange-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn simulate_without_a_file_runs_the_seed_example() {
+    let output = udprange_in(&scratch("default"), &["simulate"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("open 33001-33010 (10 ports)"), "{stdout}");
+    assert!(stdout.contains("seed-windows-10"), "{stdout}");
+}
+
+#[test]
+fn json_has_the_documented_keys() {
+    let output = udprange(&[
+        "simulate",
+        "scenarios/linux-no-reuse-poisson.toml",
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let first = &value["blocking"][0];
+    assert_eq!(first["ports"], 1);
+    assert!(first["probability"].as_f64().unwrap() > 0.5);
+    assert_eq!(first["ci95"].as_array().unwrap().len(), 2);
+    assert_eq!(value["recommended"]["first"], 33001);
+    assert_eq!(value["recommended"]["last"], 33021);
+    assert_eq!(value["sessions"], 2_000_000);
+    assert!(value["peak_port"]["max"].as_u64().unwrap() > 33021);
+    for key in ["p50", "p99", "p99_9"] {
+        assert!(value["peak_port"][key].is_u64(), "{key}");
+    }
+}
+
+#[test]
+fn csv_is_the_blocking_table() {
+    let output = udprange(&[
+        "simulate",
+        "scenarios/macos-accounts.toml",
+        "--format",
+        "csv",
+    ]);
+    let stdout = text(&output.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("ports,first,last,probability,ci95_lo,ci95_hi,sessions,failed")
+    );
+    assert_eq!(lines.count(), 3, "{stdout}");
+}
+
+#[test]
+fn thread_count_does_not_change_the_result() {
+    let run = |threads: &str| {
+        let output = udprange(&[
+            "simulate",
+            "scenarios/retries.toml",
+            "--format",
+            "json",
+            "--threads",
+            threads,
+        ]);
+        assert!(output.status.success());
+        output.stdout
+    };
+    assert_eq!(run("1"), run("2"));
+}
+
+#[test]
+fn shards_merge_into_the_single_run_and_plot() {
+    let dir = scratch("shards");
+    let scenario = repo().join("scenarios/partners-narrow-range.toml");
+    let scenario = scenario.to_str().unwrap();
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        let out = format!("part-{i}.json");
+        let output = udprange_in(
+            &dir,
+            &["simulate", scenario, "--shard", &shard, "--out", &out],
+        );
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stdout).starts_with(&format!("shard {shard} of partners-narrow-range"))
+        );
+    }
+    let merged = udprange_in(
+        &dir,
+        &[
+            "merge",
+            "part-2.json",
+            "part-0.json",
+            "part-1.json",
+            "--format",
+            "json",
+            "--plot",
+            "merged.svg",
+        ],
+    );
+    assert!(merged.status.success(), "{}", text(&merged.stderr));
+    let whole = udprange_in(&dir, &["simulate", scenario, "--format", "json"]);
+    assert_eq!(text(&merged.stdout), text(&whole.stdout));
+    let svg = fs::read_to_string(dir.join("merged.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("blocking by client range size"),
+        "{}",
+        &svg[..200]
+    );
+
+    let missing = udprange_in(&dir, &["merge", "part-0.json", "part-2.json"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("replications missing"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let twice = udprange_in(
+        &dir,
+        &[
+            "merge",
+            "part-0.json",
+            "part-1.json",
+            "part-1.json",
+            "part-2.json",
+        ],
+    );
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(
+        text(&twice.stderr).contains("part-1.json: replication"),
+        "{}",
+        text(&twice.stderr)
+    );
+    fs::write(dir.join("junk.json"), "{\"format\": 3").unwrap();
+    let junk = udprange_in(&dir, &["merge", "junk.json"]);
+    assert_eq!(junk.status.code(), Some(2));
+    assert!(
+        text(&junk.stderr).contains("junk.json:1:"),
+        "{}",
+        text(&junk.stderr)
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn check_passes_the_shipped_scenarios() {
+    let output = udprange(&["check", "scenarios/"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 9, "{stdout}");
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l.starts_with("PASS ")),
+        "{stdout}"
+    );
+    assert_eq!(
+        *lines.last().unwrap(),
+        format!("{} passed, 0 failed", lines.len() - 1)
+    );
+}
+
+#[test]
+fn check_fails_a_moved_result() {
+    let dir = scratch("check");
+    let wrong = udprange::scenario::SEED_EXAMPLE.replace("ports_needed = 10", "ports_needed = 9");
+    fs::write(dir.join("wrong.toml"), wrong).unwrap();
+    fs::write(dir.join("right.toml"), udprange::scenario::SEED_EXAMPLE).unwrap();
+    let output = udprange_in(&dir, &["check", "."]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("FAIL seed-windows-10 (./wrong.toml): ports_needed 10 (expected 9)"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("1 passed, 1 failed\n"), "{stdout}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bad scenario files: exit 2, one line naming the file, line and key, and no output files.
+#[test]
+fn bad_scenarios_exit_2_naming_file_line_and_key() {
+    let dir = scratch("bad");
+    let seed = udprange::scenario::SEED_EXAMPLE;
+    let cases = [
+        ("malformed.toml", seed.replace("[workload]", "[workload"), "malformed.toml:15:10: "),
+        (
+            "units.toml",
+            seed.replace("mean = \"10m\"", "mean = \"10 parsecs\""),
+            "units.toml:18:42: workload.holding.mean: '10 parsecs' is not a duration",
+        ),
+        (
+            "negative.toml",
+            seed.replace("arrivals = \"closed\"\nconcurrent = 10", "arrivals = \"poisson\"\nrate = \"-3/s\""),
+            "negative.toml:17:8: workload.rate: '-3/s' is not a rate",
+        ),
+        (
+            "range.toml",
+            seed.replace("allowed = \"33001-33010\"", "allowed = \"33010-33001\""),
+            "range.toml:13:11: client.allowed: range 33010-33001 is reversed",
+        ),
+        (
+            "below.toml",
+            seed.replace("allowed = \"33001-33010\"", "allowed = \"1000-2000\""),
+            "below.toml:13:11: client.allowed: range 1000-2000 lies outside the ports the server hands out",
+        ),
+        (
+            "trace.toml",
+            "name = \"t\"\n[server]\nos = \"macos\"\n[workload]\narrivals = \"trace\"\ntrace = \"empty.csv\"\n".to_string(),
+            "empty.csv:1:1: empty trace",
+        ),
+        (
+            "unknown.toml",
+            seed.replace("seed = 42", "seed = 42\nsed = 1"),
+            "unknown.toml:7:1: sed: unknown field `sed`",
+        ),
+    ];
+    fs::write(dir.join("empty.csv"), "start,duration,account\n").unwrap();
+    for (file, contents, want) in cases {
+        fs::write(dir.join(file), contents).unwrap();
+        for args in [
+            vec!["simulate", file, "--plot", "out.svg", "--out", "out.json"],
+            vec!["check", file],
+        ] {
+            let output = udprange_in(&dir, &args);
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert!(stderr.contains(want), "{args:?}: got {stderr}want {want}");
+            assert!(output.stdout.is_empty(), "{args:?}");
+        }
+    }
+    let left = files_in(&dir);
+    assert!(
+        !left
+            .iter()
+            .any(|f| f.starts_with("out") || f.starts_with('.')),
+        "{left:?}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    for (args, want) in [
+        (
+            &["simulate", "--shard", "3/3", "--out", "x.json"][..],
+            "--shard",
+        ),
+        (&["simulate", "--shard", "0/2"][..], "--out"),
+        (&["simulate", "--threads", "0"][..], "--threads"),
+        (&["simulate", "--replications", "0"][..], "--replications"),
+        (
+            &["simulate", "--allowed", "100-200"][..],
+            "--allowed 100-200",
+        ),
+        (
+            &["simulate", "no-such-file.toml"][..],
+            "no-such-file.toml: cannot read",
+        ),
+        (&["merge"][..], "PART"),
+    ] {
+        let output = udprange(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
