@@ -24,6 +24,7 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::first_fit::FirstFitSet;
 use super::os::{PortKey, SessionRef, SharingRule};
@@ -107,13 +108,47 @@ struct Holding {
     linger_ticket: Option<u64>,
 }
 
+/// Hashes port keys (two small integers) with one multiply per word, in the manner of
+/// rustc's FxHash: far cheaper than SipHash, and keys are not attacker-controlled. Nothing
+/// iterates the map, so its order never reaches a result.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyHasher(u64);
+
+impl KeyHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(Self::SEED);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap<V> = HashMap<PortKey, V, BuildHasherDefault<KeyHasher>>;
+
 /// Hands out UDP ports by first fit, keyed by the sharing rule. See the module docs.
 #[derive(Debug, Clone)]
 pub struct PortAllocator {
     config: AllocatorConfig,
     /// Slot `i` is port `base + i`; occupied ports are never free.
     free: FirstFitSet,
-    holdings: HashMap<PortKey, Holding>,
+    holdings: KeyMap<Holding>,
     next_ticket: u64,
 }
 
@@ -135,7 +170,7 @@ impl PortAllocator {
         Ok(Self {
             config,
             free,
-            holdings: HashMap::new(),
+            holdings: KeyMap::default(),
             next_ticket: 0,
         })
     }

@@ -166,6 +166,24 @@ mod tests {
     }
 
     #[test]
+    fn pops_in_order_whatever_the_push_order() {
+        let mut q = EventQueue::default();
+        let mut state = 12345u64;
+        let mut times = Vec::new();
+        for i in 0..1000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let at = SimTime::from_nanos(state % 50);
+            times.push((at, i));
+            q.schedule(at, i).unwrap();
+        }
+        times.sort();
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(popped, times);
+    }
+
+    #[test]
     fn refuses_the_past() {
         let mut q = EventQueue::default();
         q.schedule(SimTime::from_nanos(10), ()).unwrap();
