@@ -374,6 +374,14 @@ mod tests {
             error(&allowed)
                 .starts_with("t.toml:5:11: client.allowed: range 33001-32000 is reversed")
         );
+        let endless = MINIMAL
+            .replace("sessions = 1000", "horizon = \"3000d\"")
+            .replace("10/s", "1000/s");
+        assert!(
+            error(&endless).contains("workload.horizon: about 2.6e11 sessions per replication"),
+            "{}",
+            error(&endless)
+        );
         let both = MINIMAL.replace("sessions = 1000", "sessions = 1000\nhorizon = \"1h\"");
         assert!(error(&both).contains("give `sessions` or `horizon`, not both"));
     }

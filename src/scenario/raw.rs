@@ -281,6 +281,23 @@ fn holding(raw: &Spanned<RawHolding>, key: &str, at: &Locator) -> Result<Holding
     Ok(result)
 }
 
+/// Sessions a horizon holds on average: keeps a run bounded before it starts.
+fn expected_sessions(arrivals: &Arrivals, holding: &Holding, horizon: f64) -> f64 {
+    match arrivals {
+        Arrivals::Poisson { rate } => rate.per_second() * horizon,
+        Arrivals::Profile { rates, .. } => {
+            let mean = rates.iter().map(Rate::per_second).sum::<f64>() / rates.len().max(1) as f64;
+            mean * horizon
+        }
+        Arrivals::Trace { records, .. } => records.len() as f64,
+        Arrivals::Closed { concurrent, think } => {
+            let cycle =
+                holding.mean().as_secs_f64() + think.map_or(0.0, |t| t.mean().as_secs_f64());
+            *concurrent as f64 * horizon / cycle.max(1e-9)
+        }
+    }
+}
+
 fn server(raw: &RawServer, at: &Locator) -> Result<ServerConfig, ScenarioError> {
     let os: ServerOs = raw
         .os
@@ -413,6 +430,7 @@ fn client(
 fn workload(
     raw: &Spanned<RawWorkload>,
     rule: SharingRule,
+    groups: &[ClientGroup],
     at: &Locator,
 ) -> Result<Workload, ScenarioError> {
     let w = raw.get_ref();
@@ -481,6 +499,19 @@ fn workload(
                 0 => at.error(file.span(), "workload.trace", e.to_string()),
                 _ => e,
             })?;
+            if let Some(unknown) = records
+                .iter()
+                .filter_map(|r| r.group.as_deref())
+                .find(|g| !groups.iter().any(|known| known.name == *g))
+            {
+                return Err(at.error(
+                    file.span(),
+                    "workload.trace",
+                    format!(
+                        "the trace names group '{unknown}', which no [[client.groups]] declares"
+                    ),
+                ));
+            }
             Arrivals::Trace { path, records }
         }
         "closed" => {
@@ -563,6 +594,16 @@ fn workload(
                     h.span(),
                     "workload.horizon",
                     "must be at most 10 years of simulated time",
+                ));
+            }
+            let expected = expected_sessions(&arrivals, &holding, horizon.as_secs_f64());
+            if expected > MAX_SESSIONS as f64 {
+                return Err(at.error(
+                    h.span(),
+                    "workload.horizon",
+                    format!(
+                        "about {expected:.1e} sessions per replication at this load; at most {MAX_SESSIONS:.0e}: shorten the horizon or give `sessions`"
+                    ),
                 ));
             }
             Stop::Horizon(horizon)
@@ -693,7 +734,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Result<Scenario, Scena
     }
     let server = server(raw.server.get_ref(), at)?;
     let client = client(raw.client.as_ref(), &server, at)?;
-    let workload = workload(&raw.workload, server.rule(), at)?;
+    let workload = workload(&raw.workload, server.rule(), &client.groups, at)?;
     let expect = expect(raw.expect.as_ref(), &client, at)?;
     let target_blocking = match raw.plan.and_then(|p| p.target_blocking) {
         Some(t) => Probability::new(*t.get_ref()).ok_or_else(|| {
