@@ -220,6 +220,10 @@ struct Engine<'a, P> {
     groups: GroupPicker,
     handshake: SimTime,
     rng: SimRng,
+    /// Copied out of the scenario: read on every event.
+    rule: SharingRule,
+    base: Port,
+    stop: Stop,
 }
 
 /// Runs one replication on the given random stream (derive it with `replication_rng`).
@@ -273,11 +277,14 @@ impl<'a, P: PortTable> Engine<'a, P> {
             groups: GroupPicker::new(&scenario.client.groups),
             handshake: SimTime::from_secs_f64(scenario.workload.handshake_timeout.as_secs_f64()),
             rng,
+            rule: scenario.rule(),
+            base: scenario.server.base_port,
+            stop: scenario.workload.stop,
         }
     }
 
     fn may_start(&self, at: SimTime) -> bool {
-        match self.scenario.workload.stop {
+        match self.stop {
             Stop::Sessions(n) => self.started < n,
             Stop::Horizon(h) => at.since(self.warmup).as_secs_f64() <= h.as_secs_f64(),
         }
@@ -401,7 +408,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let key = self.scenario.rule().key(crate::model::SessionRef {
+        let key = self.rule.key(crate::model::SessionRef {
             session: id,
             account,
         });
@@ -450,7 +457,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             self.failed(id, true);
             return;
         };
-        let slot = usize::from(port - self.scenario.server.base_port);
+        let slot = usize::from(port - self.base);
         if self.ports.held() > held_before {
             if self.taken_at.len() <= slot {
                 self.taken_at.resize(slot + 1, SimTime::ZERO);
@@ -519,7 +526,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
     }
 
     fn port_freed(&mut self, port: Port, now: SimTime) {
-        let slot = usize::from(port - self.scenario.server.base_port);
+        let slot = usize::from(port - self.base);
         if self.slot_busy_nanos.len() <= slot {
             self.slot_busy_nanos.resize(slot + 1, 0);
         }

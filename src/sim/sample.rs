@@ -120,7 +120,9 @@ pub struct Arrival {
 }
 
 enum Stream<'a> {
-    /// Rates per second, each for `step` seconds, repeating (Poisson is one step forever).
+    /// Poisson at a constant rate: the mean gap between arrivals, in seconds.
+    Constant { mean_gap: f64 },
+    /// Rates per second, each for `step` seconds, repeating.
     Piecewise { rates: Vec<f64>, step: f64 },
     Trace {
         records: &'a [TraceRecord],
@@ -143,9 +145,8 @@ impl<'a> OpenArrivals<'a> {
     /// `None` for closed workloads.
     pub fn new(scenario: &'a Scenario) -> Option<Self> {
         let stream = match &scenario.workload.arrivals {
-            Arrivals::Poisson { rate } => Stream::Piecewise {
-                rates: vec![rate.per_second()],
-                step: f64::INFINITY,
+            Arrivals::Poisson { rate } => Stream::Constant {
+                mean_gap: 1.0 / rate.per_second(),
             },
             Arrivals::Profile { step, rates } => Stream::Piecewise {
                 rates: rates.iter().map(|r| r.per_second()).collect(),
@@ -171,9 +172,24 @@ impl<'a> OpenArrivals<'a> {
 
     /// The next session, or `None` when a trace is exhausted.
     pub fn next(&mut self, rng: &mut SimRng) -> Option<Arrival> {
-        match &mut self.stream {
+        let replayed = match &mut self.stream {
+            Stream::Constant { mean_gap } => {
+                let gap: f64 = Exp1.sample(rng);
+                self.clock += gap * *mean_gap;
+                None
+            }
             Stream::Piecewise { rates, step } => {
                 self.clock = next_poisson_time(self.clock, rates, *step, rng);
+                None
+            }
+            Stream::Trace { records, next } => {
+                let record = records.get(*next)?;
+                *next += 1;
+                Some(record)
+            }
+        };
+        match replayed {
+            None => {
                 let holding = self.holding.sample(rng);
                 let account = match self.accounts {
                     0 | 1 => 0,
@@ -187,9 +203,7 @@ impl<'a> OpenArrivals<'a> {
                     group,
                 })
             }
-            Stream::Trace { records, next } => {
-                let record = records.get(*next)?;
-                *next += 1;
+            Some(record) => {
                 let group = record
                     .group
                     .as_deref()
@@ -210,9 +224,6 @@ impl<'a> OpenArrivals<'a> {
 /// `i`-th step (cyclic): exact, by spending one unit-exponential of integrated rate.
 fn next_poisson_time(now: f64, rates: &[f64], step: f64, rng: &mut SimRng) -> f64 {
     let mut budget: f64 = Exp1.sample(rng);
-    if rates.len() == 1 {
-        return now + budget / rates[0];
-    }
     let mut t = now;
     loop {
         let index = (t / step).floor();

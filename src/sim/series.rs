@@ -8,8 +8,8 @@ use super::time::SimTime;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OccupancySeries {
-    /// Width of one bucket in nanoseconds.
-    width_ns: u64,
+    /// Width of one bucket: `2^width_shift` nanoseconds (a shift, not a division, per event).
+    width_shift: u32,
     /// ∫ held ports dt within each bucket, in port-nanoseconds.
     area: Vec<f64>,
 }
@@ -17,7 +17,8 @@ pub struct OccupancySeries {
 impl Default for OccupancySeries {
     fn default() -> Self {
         Self {
-            width_ns: 1_000_000,
+            // 2^20 ns ≈ 1 ms.
+            width_shift: 20,
             area: Vec::new(),
         }
     }
@@ -28,21 +29,24 @@ impl OccupancySeries {
 
     /// `held` ports were held from `from` to `to`.
     pub fn add(&mut self, from: SimTime, to: SimTime, held: usize) {
-        while to.as_nanos() > self.width_ns.saturating_mul(Self::BUCKETS as u64) {
+        let (mut t, end) = (from.as_nanos(), to.as_nanos());
+        if end <= t {
+            return;
+        }
+        while (end - 1) >> self.width_shift >= Self::BUCKETS as u64 && self.width_shift < 63 {
             self.coarsen();
         }
-        let (mut t, end) = (from.as_nanos(), to.as_nanos());
-        let bucket = (t / self.width_ns) as usize;
+        let bucket = (t >> self.width_shift) as usize;
         // Most spans fall inside one bucket.
         if let Some(area) = self.area.get_mut(bucket)
-            && end <= (bucket as u64 + 1) * self.width_ns
+            && (end - 1) >> self.width_shift == bucket as u64
         {
             *area += held as f64 * (end - t) as f64;
             return;
         }
         while t < end {
-            let bucket = (t / self.width_ns) as usize;
-            let bucket_end = (bucket as u64 + 1) * self.width_ns;
+            let bucket = (t >> self.width_shift) as usize;
+            let bucket_end = (bucket as u64 + 1) << self.width_shift;
             let until = end.min(bucket_end);
             if self.area.len() <= bucket {
                 self.area.resize(bucket + 1, 0.0);
@@ -54,12 +58,12 @@ impl OccupancySeries {
 
     fn coarsen(&mut self) {
         self.area = self.area.chunks(2).map(|pair| pair.iter().sum()).collect();
-        self.width_ns *= 2;
+        self.width_shift += 1;
     }
 
     /// `(bucket start in seconds, mean held ports in the bucket)`.
     pub fn points(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
-        let width = self.width_ns as f64;
+        let width = (1u64 << self.width_shift) as f64;
         self.area
             .iter()
             .enumerate()
