@@ -34,3 +34,4 @@ pub mod scenario;
 pub mod sim;
 pub mod stats;
 pub mod units;
+pub mod wire;
