@@ -24,6 +24,7 @@
 //! assert_eq!((sizing.udp_range.first(), sizing.udp_range.last()), (33001, 33010));
 //! ```
 
+pub mod blast;
 pub mod check;
 pub mod cli;
 pub mod firewall;

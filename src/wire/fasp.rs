@@ -157,10 +157,20 @@ pub struct ReceiverStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Data; the payload is filler, so only its length matters.
-    Data { payload_len: u16 },
-    Nack { missing: Vec<SeqRange> },
-    Ack { flags: u16, stats: ReceiverStats },
-    Done { sent: u64, retransmitted: u64 },
+    Data {
+        payload_len: u16,
+    },
+    Nack {
+        missing: Vec<SeqRange>,
+    },
+    Ack {
+        flags: u16,
+        stats: ReceiverStats,
+    },
+    Done {
+        sent: u64,
+        retransmitted: u64,
+    },
 }
 
 /// A parsed datagram.

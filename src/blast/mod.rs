@@ -1,0 +1,373 @@
+//! Packet-level validation: a server emulator and many clients push paced FASP-like traffic
+//! through the client's firewall, and the report says which sessions got through.
+//!
+//! The `loopback` backend runs everything on 127.0.0.1 in this process: real TCP and UDP
+//! sockets, the client firewall modelled in process ([`OutboundFilter`]). Only this module
+//! touches the wall clock. Every run is bounded: in time (duration + handshake timeout +
+//! a drain), in datagrams per session, in sessions; Ctrl-C (the `stop` signal) ends sending
+//! at once, drains, and still reports.
+
+pub mod capture;
+pub mod client;
+pub mod pacing;
+pub mod server;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::firewall::model::OutboundFilter;
+use crate::model::{AllocatorConfig, Port, PortRange, ServerOs, SharingRule};
+use capture::Capture;
+use client::{ClientOutcome, ClientParams, ClientReport};
+use server::{Server, ServerLimits, ServerSession};
+
+/// Most sessions one run starts.
+pub const MAX_CLIENTS: u32 = 4096;
+/// Longest sending time of one run.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+/// Most datagrams one session sends (new and retransmitted).
+pub const MAX_DATAGRAMS_PER_SESSION: u64 = 50_000_000;
+
+/// When clients start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// All at once.
+    Together,
+    /// Spread evenly over the first half of the duration.
+    Staggered,
+}
+
+/// A blast run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlastConfig {
+    pub os: ServerOs,
+    pub udp_port_reuse: bool,
+    pub base_port: Port,
+    pub max_port: Port,
+    pub occupied: BTreeSet<Port>,
+    /// The client firewall's outbound UDP range; `None` = everything passes.
+    pub allowed: Option<PortRange>,
+    pub clients: u32,
+    pub accounts: u32,
+    /// Target rate per session in bit/s; 0 = as fast as the socket takes it.
+    pub rate_bps: u64,
+    /// Datagram size in bytes (header included).
+    pub datagram: u16,
+    pub duration: Duration,
+    pub start: Start,
+    /// TCP control ("SSH") port on 127.0.0.1; 0 picks a free one.
+    pub control_port: Port,
+    pub handshake_timeout: Duration,
+    pub max_datagrams: u64,
+    /// Keep at most this many frames for `--pcap`; 0 = no capture.
+    pub pcap_limit: u64,
+}
+
+impl BlastConfig {
+    pub fn rule(&self) -> SharingRule {
+        SharingRule::for_os(self.os, self.udp_port_reuse)
+    }
+
+    /// The seed's example: windows, 10 clients, 33001-33010 allowed.
+    pub fn seed_example() -> Self {
+        Self {
+            os: ServerOs::Windows,
+            udp_port_reuse: true,
+            base_port: 33001,
+            max_port: u16::MAX,
+            occupied: BTreeSet::new(),
+            allowed: PortRange::new(33001, 33010).ok(),
+            clients: 10,
+            accounts: 10,
+            rate_bps: 10_000_000,
+            datagram: 1492,
+            duration: Duration::from_secs(3),
+            start: Start::Together,
+            control_port: 0,
+            handshake_timeout: Duration::from_secs(2),
+            max_datagrams: MAX_DATAGRAMS_PER_SESSION,
+            pcap_limit: 0,
+        }
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// How a session ended, as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    /// error 15: the client firewall dropped the path.
+    Blocked,
+    /// The server had no port (or would not serve the request).
+    Refused,
+    /// The control connection failed.
+    Failed,
+}
+
+/// One session in the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionResult {
+    pub id: u32,
+    pub account: u32,
+    pub port: Option<Port>,
+    pub outcome: Outcome,
+    /// Why, in the client's words, when not ok.
+    pub error: Option<String>,
+    pub goodput_bps: f64,
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub retransmitted: u64,
+    pub filtered: u64,
+    pub handshake_ms: Option<f64>,
+    pub latency_us: Option<Latency>,
+}
+
+/// Whether the range under test is enough.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub sufficient: bool,
+    pub allowed: Option<PortRange>,
+    /// The range the sessions of this run needed: base to the highest port handed out.
+    pub required: Option<PortRange>,
+    pub failed: u32,
+    pub sessions: u32,
+    /// One sentence for people.
+    pub summary: String,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlastReport {
+    pub backend: &'static str,
+    pub os: &'static str,
+    pub sharing: &'static str,
+    pub clients: u32,
+    pub accounts: u32,
+    pub rate_bps: u64,
+    pub datagram: u16,
+    pub duration_s: f64,
+    pub start: Start,
+    pub sessions: Vec<SessionResult>,
+    pub verdict: Verdict,
+    /// Distinct data datagrams the server received, all sessions.
+    pub received_datagrams: u64,
+    pub elapsed_s: f64,
+    pub received_per_second: f64,
+    pub goodput_bps: f64,
+    /// Ctrl-C ended the run early; the report covers what happened until then.
+    pub interrupted: bool,
+    pub pcap_frames: u64,
+}
+
+/// The run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BlastError {
+    #[error(transparent)]
+    Listen(#[from] server::ListenError),
+    #[error("invalid server: {0}")]
+    Server(String),
+}
+
+fn latency(histogram: &hdrhistogram::Histogram<u64>) -> Option<Latency> {
+    (!histogram.is_empty()).then(|| Latency {
+        p50: histogram.value_at_quantile(0.5),
+        p99: histogram.value_at_quantile(0.99),
+        max: histogram.max(),
+    })
+}
+
+fn session_result(
+    client: ClientReport,
+    server: Option<&ServerSession>,
+    duration: Duration,
+) -> SessionResult {
+    let (outcome, error) = match &client.outcome {
+        ClientOutcome::Ok => (Outcome::Ok, None),
+        ClientOutcome::Blocked => (
+            Outcome::Blocked,
+            Some("error 15: Timeout establishing UDP connection".to_string()),
+        ),
+        ClientOutcome::Refused(reason) => (
+            Outcome::Refused,
+            Some(format!("refused by the server: {reason:?}")),
+        ),
+        ClientOutcome::ControlFailed(why) => (Outcome::Failed, Some(why.clone())),
+    };
+    let stats = server.map(|s| s.stats).unwrap_or_default();
+    let active = server.map_or(Duration::ZERO, |s| s.active);
+    let span = if active.is_zero() { duration } else { active };
+    let goodput_bps = if span.is_zero() {
+        0.0
+    } else {
+        stats.bytes as f64 * 8.0 / span.as_secs_f64()
+    };
+    let lost = client.sent.saturating_sub(stats.received);
+    SessionResult {
+        id: client.session,
+        account: client.account,
+        port: client.port,
+        outcome,
+        error,
+        goodput_bps,
+        sent: client.sent,
+        received: stats.received,
+        lost,
+        retransmitted: client.retransmitted,
+        filtered: client.filtered,
+        handshake_ms: client.handshake.map(|d| d.as_secs_f64() * 1e3),
+        latency_us: server.and_then(|s| latency(&s.latency_us)),
+    }
+}
+
+fn verdict(config: &BlastConfig, sessions: &[SessionResult]) -> Verdict {
+    let failed = sessions.iter().filter(|s| s.outcome != Outcome::Ok).count() as u32;
+    let highest = sessions.iter().filter_map(|s| s.port).max();
+    let required = highest.and_then(|h| PortRange::new(config.base_port, h).ok());
+    let allowed = config.allowed;
+    let shown = |r: Option<PortRange>| r.map_or("every port".to_string(), |r| r.to_string());
+    let refused = sessions
+        .iter()
+        .filter(|s| s.outcome == Outcome::Refused)
+        .count();
+    let blocked = sessions
+        .iter()
+        .filter(|s| s.outcome == Outcome::Blocked)
+        .count();
+    let summary = if failed == 0 {
+        format!("range {} is sufficient", shown(allowed))
+    } else {
+        let mut why = Vec::new();
+        if blocked > 0 {
+            why.push(format!("{blocked} blocked (error 15)"));
+        }
+        if refused > 0 {
+            why.push(format!("{refused} refused by the server"));
+        }
+        let other = failed as usize - blocked - refused;
+        if other > 0 {
+            why.push(format!("{other} lost their control connection"));
+        }
+        let fix = match (refused, required) {
+            (0, Some(r)) => format!("; the smallest sufficient range is {r}"),
+            (_, _) => "; the server ran out of ports, which no client range fixes".to_string(),
+        };
+        format!(
+            "insufficient: {failed} of {} sessions failed ({}){fix}",
+            sessions.len(),
+            why.join(", ")
+        )
+    };
+    Verdict {
+        sufficient: failed == 0,
+        allowed,
+        required,
+        failed,
+        sessions: sessions.len() as u32,
+        summary,
+    }
+}
+
+/// Runs `config` on loopback; `stop` turning true ends it early (Ctrl-C).
+pub async fn run(
+    config: &BlastConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
+    let epoch = Instant::now();
+    let capture = (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit)));
+    let allocator = AllocatorConfig::new(config.rule(), config.base_port)
+        .with_max_port(config.max_port)
+        .with_occupied(config.occupied.iter().copied());
+    let limits = ServerLimits {
+        max_datagrams: config.max_datagrams,
+    };
+    let server = Server::start(
+        allocator,
+        config.control_port,
+        epoch,
+        limits,
+        capture.clone(),
+    )
+    .await?;
+    let filter = Arc::new(OutboundFilter::new(config.allowed));
+    let clients = config.clients.min(MAX_CLIENTS);
+    let accounts = config.accounts.max(1);
+    let stagger = match config.start {
+        Start::Together => Duration::ZERO,
+        Start::Staggered => (config.duration / 2) / clients.max(1),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let params = ClientParams {
+            session: i + 1,
+            account: i % accounts,
+            control: server.control_addr(),
+            rate_bps: config.rate_bps,
+            datagram: config.datagram,
+            duration: config.duration.min(MAX_DURATION),
+            handshake_timeout: config.handshake_timeout,
+            max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
+        };
+        let filter = Arc::clone(&filter);
+        let stop = stop.clone();
+        let capture = capture.clone();
+        let delay = stagger * i;
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            client::run(params, filter, epoch, stop, capture).await
+        }));
+    }
+    let mut reports = Vec::new();
+    for task in tasks {
+        if let Ok(report) = task.await {
+            reports.push(report);
+        }
+    }
+    let server_sessions = server.shutdown().await;
+    let elapsed = epoch.elapsed();
+    let sessions: Vec<SessionResult> = reports
+        .into_iter()
+        .map(|c| {
+            let server = server_sessions.get(&c.session);
+            session_result(c, server, config.duration)
+        })
+        .collect();
+    let received_datagrams: u64 = sessions.iter().map(|s| s.received).sum();
+    let goodput_bps = sessions.iter().map(|s| s.goodput_bps).sum();
+    let verdict = verdict(config, &sessions);
+    let pcap = capture.and_then(|c| Arc::try_unwrap(c).ok());
+    let pcap_frames = pcap.as_ref().map_or(0, Capture::frames);
+    let report = BlastReport {
+        backend: "loopback",
+        os: config.os.name(),
+        sharing: config.rule().describe(),
+        clients,
+        accounts,
+        rate_bps: config.rate_bps,
+        datagram: config.datagram,
+        duration_s: config.duration.as_secs_f64(),
+        start: config.start,
+        sessions,
+        verdict,
+        received_datagrams,
+        elapsed_s: elapsed.as_secs_f64(),
+        received_per_second: received_datagrams as f64 / elapsed.as_secs_f64().max(1e-9),
+        goodput_bps,
+        interrupted: *stop.borrow(),
+        pcap_frames,
+    };
+    Ok((report, pcap.map(Capture::into_bytes)))
+}

@@ -1,0 +1,107 @@
+//! `blast` on loopback: real sockets, the client firewall modelled in process. Each test uses
+//! its own base port so that they run in parallel.
+
+use std::time::Duration;
+
+use udprange::blast::{self, BlastConfig, BlastReport, Outcome};
+use udprange::model::{PortRange, ServerOs};
+
+fn run(config: &BlastConfig) -> BlastReport {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    runtime.block_on(blast::run(config, stopped)).unwrap().0
+}
+
+fn config(os: ServerOs, base: u16, allowed_ports: u64, clients: u32, accounts: u32) -> BlastConfig {
+    BlastConfig {
+        os,
+        base_port: base,
+        allowed: Some(PortRange::from_count(base, allowed_ports).unwrap()),
+        clients,
+        accounts,
+        duration: Duration::from_millis(1500),
+        handshake_timeout: Duration::from_secs(1),
+        ..BlastConfig::seed_example()
+    }
+}
+
+fn outcomes(report: &BlastReport) -> (usize, usize) {
+    let ok = report
+        .sessions
+        .iter()
+        .filter(|s| s.outcome == Outcome::Ok)
+        .count();
+    let blocked = report
+        .sessions
+        .iter()
+        .filter(|s| s.outcome == Outcome::Blocked)
+        .count();
+    (ok, blocked)
+}
+
+/// The seed's example on the wire: 12 clients on windows, 10 ports open → 10 ok, 2 blocked.
+#[test]
+fn windows_twelve_clients_ten_ports() {
+    let report = run(&config(ServerOs::Windows, 41001, 10, 12, 12));
+    assert_eq!(outcomes(&report), (10, 2), "{report:#?}");
+    let mut ports: Vec<u16> = report.sessions.iter().filter_map(|s| s.port).collect();
+    ports.sort();
+    assert_eq!(ports, (41001..=41012).collect::<Vec<_>>());
+    for s in &report.sessions {
+        match s.outcome {
+            Outcome::Ok => {
+                assert!(s.port.unwrap() <= 41010);
+                assert!(s.received > 0 && s.goodput_bps > 1e6, "{s:?}");
+                assert!(s.latency_us.is_some());
+            }
+            _ => {
+                assert!(s.port.unwrap() > 41010);
+                assert_eq!(s.received, 0);
+                assert!(s.filtered > 0);
+                assert_eq!(
+                    s.error.as_deref(),
+                    Some("error 15: Timeout establishing UDP connection")
+                );
+            }
+        }
+    }
+    assert!(!report.verdict.sufficient);
+    assert_eq!(report.verdict.required, PortRange::new(41001, 41012).ok());
+    assert_eq!(
+        report.verdict.summary,
+        "insufficient: 2 of 12 sessions failed (2 blocked (error 15)); the smallest sufficient range is 41001-41012"
+    );
+}
+
+/// macOS shares per account: 12 clients over 3 accounts pass with 3 ports.
+#[test]
+fn macos_twelve_clients_three_accounts_three_ports() {
+    let report = run(&config(ServerOs::Macos, 42001, 3, 12, 3));
+    assert_eq!(outcomes(&report), (12, 0), "{report:#?}");
+    let ports: std::collections::BTreeSet<u16> =
+        report.sessions.iter().filter_map(|s| s.port).collect();
+    assert_eq!(
+        ports.into_iter().collect::<Vec<_>>(),
+        vec![42001, 42002, 42003]
+    );
+    assert!(report.verdict.sufficient, "{}", report.verdict.summary);
+}
+
+/// linux with port reuse: every session on one port, told apart by session id.
+#[test]
+fn linux_shares_one_port() {
+    let report = run(&config(ServerOs::Linux, 43001, 1, 8, 8));
+    assert_eq!(outcomes(&report), (8, 0), "{report:#?}");
+    assert!(report.sessions.iter().all(|s| s.port == Some(43001)));
+    assert!(
+        report
+            .sessions
+            .iter()
+            .all(|s| s.received > 0 && s.lost == 0)
+    );
+    assert_eq!(report.verdict.summary, "range 43001 is sufficient");
+}
