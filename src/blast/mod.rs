@@ -21,6 +21,8 @@ use tokio::sync::watch;
 
 use crate::firewall::model::OutboundFilter;
 use crate::model::{AllocatorConfig, Port, PortRange, ServerOs, SharingRule};
+use crate::scenario::Scenario;
+pub use crate::scenario::Start;
 use capture::Capture;
 use client::{ClientOutcome, ClientParams, ClientReport};
 use server::{Server, ServerLimits, ServerSession};
@@ -31,16 +33,6 @@ pub const MAX_CLIENTS: u32 = 4096;
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// Most datagrams one session sends (new and retransmitted).
 pub const MAX_DATAGRAMS_PER_SESSION: u64 = 50_000_000;
-
-/// When clients start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Start {
-    /// All at once.
-    Together,
-    /// Spread evenly over the first half of the duration.
-    Staggered,
-}
 
 /// A blast run.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,26 +65,43 @@ impl BlastConfig {
         SharingRule::for_os(self.os, self.udp_port_reuse)
     }
 
-    /// The seed's example: windows, 10 clients, 33001-33010 allowed.
-    pub fn seed_example() -> Self {
+    /// The run a scenario describes: its server, its client range, its `[traffic]`.
+    /// Clients belong to the workload's accounts round-robin where accounts decide ports
+    /// (macOS, FreeBSD); elsewhere every client is its own account.
+    pub fn from_scenario(scenario: &Scenario) -> Self {
+        let server = &scenario.server;
+        let traffic = &scenario.traffic;
+        let accounts = match scenario.rule() {
+            SharingRule::PerAccount => {
+                u32::try_from(scenario.workload.accounts).unwrap_or(u32::MAX)
+            }
+            _ => traffic.clients,
+        };
         Self {
-            os: ServerOs::Windows,
-            udp_port_reuse: true,
-            base_port: 33001,
-            max_port: u16::MAX,
-            occupied: BTreeSet::new(),
-            allowed: PortRange::new(33001, 33010).ok(),
-            clients: 10,
-            accounts: 10,
-            rate_bps: 10_000_000,
-            datagram: 1492,
-            duration: Duration::from_secs(3),
-            start: Start::Together,
-            control_port: 0,
-            handshake_timeout: Duration::from_secs(2),
+            os: server.os,
+            udp_port_reuse: server.udp_port_reuse,
+            base_port: server.base_port,
+            max_port: server.max_port,
+            occupied: server.occupied.clone(),
+            allowed: scenario.client.allowed,
+            clients: traffic.clients,
+            accounts,
+            rate_bps: traffic.rate.bits_per_second() as u64,
+            datagram: traffic.datagram,
+            duration: Duration::from_secs_f64(traffic.duration.as_secs_f64()),
+            start: traffic.start,
+            control_port: traffic.control_port,
+            handshake_timeout: Duration::from_secs_f64(
+                scenario.workload.handshake_timeout.as_secs_f64(),
+            ),
             max_datagrams: MAX_DATAGRAMS_PER_SESSION,
             pcap_limit: 0,
         }
+    }
+
+    /// The seed's example: windows, 10 clients, 33001-33010 allowed.
+    pub fn seed_example() -> Self {
+        Self::from_scenario(&Scenario::seed_example())
     }
 }
 
@@ -142,6 +151,7 @@ pub struct Verdict {
     pub sufficient: bool,
     pub allowed: Option<PortRange>,
     /// The range the sessions of this run needed: base to the highest port handed out.
+    #[serde(serialize_with = "first_last")]
     pub required: Option<PortRange>,
     pub failed: u32,
     pub sessions: u32,
@@ -180,6 +190,24 @@ pub enum BlastError {
     Listen(#[from] server::ListenError),
     #[error("invalid server: {0}")]
     Server(String),
+}
+
+/// A range as `{"first": …, "last": …}` in JSON.
+fn first_last<S: serde::Serializer>(
+    range: &Option<PortRange>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Bounds {
+        first: Port,
+        last: Port,
+    }
+    range
+        .map(|r| Bounds {
+            first: r.first(),
+            last: r.last(),
+        })
+        .serialize(serializer)
 }
 
 fn latency(histogram: &hdrhistogram::Histogram<u64>) -> Option<Latency> {
@@ -348,8 +376,8 @@ pub async fn run(
     let received_datagrams: u64 = sessions.iter().map(|s| s.received).sum();
     let goodput_bps = sessions.iter().map(|s| s.goodput_bps).sum();
     let verdict = verdict(config, &sessions);
-    let pcap = capture.and_then(|c| Arc::try_unwrap(c).ok());
-    let pcap_frames = pcap.as_ref().map_or(0, Capture::frames);
+    let pcap_frames = capture.as_ref().map_or(0, |c| c.frames());
+    let pcap = capture.map(|c| c.take_bytes());
     let report = BlastReport {
         backend: "loopback",
         os: config.os.name(),
@@ -369,5 +397,5 @@ pub async fn run(
         interrupted: *stop.borrow(),
         pcap_frames,
     };
-    Ok((report, pcap.map(Capture::into_bytes)))
+    Ok((report, pcap))
 }

@@ -320,13 +320,6 @@ async fn receive(
         let Ok(repr) = fasp::parse(&buffer[..len]) else {
             continue;
         };
-        if let Some(capture) = &shared.capture {
-            capture.record(
-                peer,
-                SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                &buffer[..len],
-            );
-        }
         let state = sessions
             .entry(repr.session)
             .or_insert_with(|| Receiving::new(peer));

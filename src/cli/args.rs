@@ -10,8 +10,9 @@ use crate::firewall::rules::Syntax;
 use crate::firewall::{Peer, Side};
 use crate::model::{Port, PortRange, ServerOs, parse_port};
 use crate::report::Format;
+use crate::scenario::Start;
 use crate::sim::Shard;
-use crate::units::{Duration, Probability, Rate, parse_non_negative};
+use crate::units::{Bitrate, ByteSize, Duration, Probability, Rate, parse_non_negative};
 
 /// Exact UDP port ranges for FASP-style transfer servers, and the firewall rules for them.
 #[derive(Debug, Parser)]
@@ -49,6 +50,12 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run the [expect] section of every scenario and report one line each; exit 1 if any fails.
     Check(CheckArgs),
+    /// Blast FASP-like traffic through the client's firewall on loopback and report which
+    /// sessions get through: exit 0 when the range is sufficient, 1 when not.
+    ///
+    /// Without a file it runs the embedded seed example (windows, 10 clients, 33001-33010).
+    /// Flags override the scenario's [server], [client] and [traffic] settings.
+    Blast(BlastArgs),
     /// Combine shard files written by `simulate --shard I/N --out FILE` into the result of
     /// one whole run.
     Merge(MergeArgs),
@@ -285,6 +292,127 @@ pub struct MergeArgs {
     /// Also write an SVG plot, as `simulate --plot`; none by default. Example: --plot blocking.svg
     #[arg(long, allow_hyphen_values = true, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BlastArgs {
+    /// Scenario file (TOML) with an optional [traffic] section; the embedded seed example
+    /// when omitted. Example: udprange blast scenarios/macos-accounts.toml
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: Option<PathBuf>,
+
+    /// The client firewall's outbound UDP range (default: the file's [client].allowed).
+    /// Example: --allowed 33001-33010
+    #[arg(long, allow_hyphen_values = true, value_name = "RANGE", value_parser = parse_range)]
+    pub allowed: Option<PortRange>,
+
+    /// Clients started, 1-4096 (default: the file's [traffic].clients). Example: --clients 12
+    #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_clients)]
+    pub clients: Option<u32>,
+
+    /// User accounts the clients belong to, round-robin (default: the file's accounts on
+    /// macOS/FreeBSD, else one per client). Example: --accounts 3
+    #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_clients)]
+    pub accounts: Option<u32>,
+
+    /// Target rate per session, 0 for unpaced (default: the file's, else 10Mbps).
+    /// Example: --rate 50Mbps
+    #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
+    pub rate: Option<Bitrate>,
+
+    /// How long each client sends, at most 600s (default: the file's, else 5s).
+    /// Example: --duration 10s
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_blast_duration)]
+    pub duration: Option<Duration>,
+
+    /// Whether clients start together or staggered over the first half of the run
+    /// (default: the file's, else together). Example: --start staggered
+    #[arg(long, allow_hyphen_values = true, value_name = "WHEN", value_parser = parse_start)]
+    pub start: Option<Start>,
+
+    /// First UDP port the server hands out (default: the file's, else 33001).
+    /// Example: --base-port 40001
+    #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_port_flag)]
+    pub base_port: Option<Port>,
+
+    /// TCP control ("SSH") port of the emulator on 127.0.0.1; 0 picks a free one (default:
+    /// the file's, else 0). Example: --control-port 2222
+    #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_control_port)]
+    pub control_port: Option<Port>,
+
+    /// Datagram size, header included, 28B-65507B (default: the file's, else 1492B).
+    /// Example: --datagram 1472B
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = parse_datagram)]
+    pub datagram: Option<u16>,
+
+    /// How long a session waits for its first datagram's acknowledgement before failing
+    /// with error 15 (default: the file's handshake_timeout, else 20s). Example: --handshake-timeout 3s
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_blast_duration)]
+    pub handshake_timeout: Option<Duration>,
+
+    /// Also write the traffic as a pcap file (Ethernet/IPv4/UDP); none by default.
+    /// Example: --pcap blast.pcap
+    #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// Most frames the pcap file keeps (default 10000). Example: --pcap-limit 100000
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "N",
+        default_value = "10000"
+    )]
+    pub pcap_limit: u64,
+
+    /// Output format: text, json (one object) or csv (the session table). Example: --format json
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    pub format: Format,
+}
+
+fn parse_clients(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n @ 1..=4096) => Ok(n),
+        _ => Err(format!("'{text}' is not a count from 1 to 4096")),
+    }
+}
+
+fn parse_bitrate(text: &str) -> Result<Bitrate, String> {
+    let rate: Bitrate = text
+        .parse()
+        .map_err(|e: crate::units::UnitError| e.to_string())?;
+    if rate.bits_per_second() > 100e9 {
+        return Err(format!("'{text}' is above 100Gbps"));
+    }
+    Ok(rate)
+}
+
+fn parse_blast_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if !(d.as_secs_f64() > 0.0 && d.as_secs_f64() <= 600.0) {
+        return Err(format!("'{text}' must be above 0 and at most 600s"));
+    }
+    Ok(d)
+}
+
+fn parse_start(text: &str) -> Result<Start, String> {
+    text.parse()
+}
+
+fn parse_control_port(text: &str) -> Result<Port, String> {
+    match text.trim() {
+        "0" => Ok(0),
+        other => parse_port_flag(other),
+    }
+}
+
+fn parse_datagram(text: &str) -> Result<u16, String> {
+    let size: ByteSize = text
+        .parse()
+        .map_err(|e: crate::units::UnitError| e.to_string())?;
+    match u16::try_from(size.bytes()) {
+        Ok(n @ 28..=65507) => Ok(n),
+        _ => Err(format!("'{text}' must be 28B to 65507B (header included)")),
+    }
 }
 
 fn parse_range(text: &str) -> Result<PortRange, String> {

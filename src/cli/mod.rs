@@ -6,6 +6,7 @@
 //! stdout).
 
 mod args;
+mod blast;
 mod output;
 mod simulate;
 
@@ -16,7 +17,8 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 pub use args::{
-    CheckArgs, Cli, Command, MergeArgs, PlanArgs, RulesArgs, SimulateArgs, SizingArgs, ThreadsArg,
+    BlastArgs, CheckArgs, Cli, Command, MergeArgs, PlanArgs, RulesArgs, SimulateArgs, SizingArgs,
+    ThreadsArg,
 };
 pub use output::OutputFile;
 
@@ -145,6 +147,7 @@ fn execute(command: &Command) -> Result<Outcome, UsageError> {
         Command::Simulate(args) => simulate::simulate(args),
         Command::Check(args) => simulate::check(args),
         Command::Merge(args) => simulate::merge(args),
+        Command::Blast(args) => blast::blast(args),
         Command::Completions { shell } => {
             let mut buffer = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "udprange", &mut buffer);

@@ -34,7 +34,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::model::{Port, PortRange, ServerOs, SharingRule};
-use crate::units::{Duration, Probability, Rate};
+use crate::units::{Bitrate, Duration, Probability, Rate};
 
 pub use trace::TraceRecord;
 
@@ -205,6 +205,44 @@ pub struct Workload {
     pub retry: Option<Retry>,
 }
 
+/// When blast clients start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// All at once.
+    Together,
+    /// Spread evenly over the first half of the duration.
+    Staggered,
+}
+
+impl std::str::FromStr for Start {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "together" => Ok(Self::Together),
+            "staggered" => Ok(Self::Staggered),
+            _ => Err(format!("unknown start '{text}' (together, staggered)")),
+        }
+    }
+}
+
+/// Packet-level traffic for `udprange blast` (`[traffic]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Traffic {
+    /// Clients started; by default the closed workload's `concurrent`, else 10.
+    pub clients: u32,
+    /// Target rate per session (default 10 Mbit/s, the vendor's default).
+    pub rate: Bitrate,
+    /// Datagram size, header included (default 1492 bytes).
+    pub datagram: u16,
+    /// How long each client sends (default 5 s).
+    pub duration: Duration,
+    pub start: Start,
+    /// TCP control ("SSH") port on 127.0.0.1; 0 picks a free one (default).
+    pub control_port: Port,
+}
+
 /// What `udprange check` compares.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Expect {
@@ -234,6 +272,7 @@ pub struct Scenario {
     pub client: ClientConfig,
     pub workload: Workload,
     pub expect: Expect,
+    pub traffic: Traffic,
     pub target_blocking: Probability,
     /// The file it was read from, as given.
     pub file: PathBuf,

@@ -10,10 +10,10 @@ use toml::Spanned;
 
 use super::{
     Arrivals, ClientConfig, ClientGroup, Expect, Holding, Retry, Scenario, ScenarioError,
-    ServerConfig, Stop, Workload, trace,
+    ServerConfig, Start, Stop, Traffic, Workload, trace,
 };
 use crate::model::{MAX_PORT, Port, PortRange, ServerOs, SharingRule};
-use crate::units::{Duration, Probability, Rate};
+use crate::units::{Bitrate, ByteSize, Duration, Probability, Rate};
 
 /// Default number of replications.
 const DEFAULT_REPLICATIONS: u32 = 10;
@@ -38,6 +38,18 @@ pub(super) struct RawScenario {
     workload: Spanned<RawWorkload>,
     expect: Option<RawExpect>,
     plan: Option<RawPlan>,
+    traffic: Option<RawTraffic>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTraffic {
+    clients: Option<Spanned<u32>>,
+    rate: Option<Bitrate>,
+    datagram: Option<Spanned<ByteSize>>,
+    duration: Option<Spanned<Duration>>,
+    start: Option<Spanned<String>>,
+    control_port: Option<Port>,
 }
 
 #[derive(Deserialize)]
@@ -726,6 +738,78 @@ fn expect(
     })
 }
 
+/// Default blast settings: the vendor's 10 Mbit/s and 1492-byte datagrams, 5 s of data.
+const DEFAULT_TRAFFIC_SECONDS: f64 = 5.0;
+const MAX_TRAFFIC_SECONDS: f64 = 600.0;
+const MAX_CLIENTS: u32 = 4096;
+
+fn traffic(
+    raw: Option<&RawTraffic>,
+    workload: &Workload,
+    at: &Locator,
+) -> Result<Traffic, ScenarioError> {
+    let default_clients = match workload.arrivals {
+        Arrivals::Closed { concurrent, .. } => u32::try_from(concurrent)
+            .unwrap_or(u32::MAX)
+            .min(MAX_CLIENTS),
+        _ => 10,
+    };
+    let mut traffic = Traffic {
+        clients: default_clients,
+        rate: "10Mbps".parse().expect("valid default"),
+        datagram: 1492,
+        duration: Duration::from_secs_f64(DEFAULT_TRAFFIC_SECONDS),
+        start: Start::Together,
+        control_port: 0,
+    };
+    let Some(raw) = raw else {
+        return Ok(traffic);
+    };
+    if let Some(clients) = &raw.clients {
+        if !(1..=MAX_CLIENTS).contains(clients.get_ref()) {
+            return Err(at.error(
+                clients.span(),
+                "traffic.clients",
+                format!("must be 1 to {MAX_CLIENTS}"),
+            ));
+        }
+        traffic.clients = *clients.get_ref();
+    }
+    if let Some(rate) = raw.rate {
+        traffic.rate = rate;
+    }
+    if let Some(size) = &raw.datagram {
+        let bytes = size.get_ref().bytes();
+        let min = crate::wire::fasp::HEADER_LEN as u64;
+        let max = crate::wire::fasp::MAX_DATAGRAM as u64;
+        if !(min..=max).contains(&bytes) {
+            return Err(at.error(
+                size.span(),
+                "traffic.datagram",
+                format!("must be {min}B to {max}B (header included)"),
+            ));
+        }
+        traffic.datagram = bytes as u16;
+    }
+    if let Some(duration) = &raw.duration {
+        let d = positive_duration(duration, "traffic.duration", at)?;
+        if d.as_secs_f64() > MAX_TRAFFIC_SECONDS {
+            return Err(at.error(duration.span(), "traffic.duration", "must be at most 600s"));
+        }
+        traffic.duration = d;
+    }
+    if let Some(start) = &raw.start {
+        traffic.start = start
+            .get_ref()
+            .parse()
+            .map_err(|e: String| at.error(start.span(), "traffic.start", e))?;
+    }
+    if let Some(port) = raw.control_port {
+        traffic.control_port = port;
+    }
+    Ok(traffic)
+}
+
 /// Semantic step: the checks no single key can make.
 pub(super) fn validate(raw: RawScenario, at: &Locator) -> Result<Scenario, ScenarioError> {
     let name = raw.name.get_ref().trim().to_string();
@@ -736,6 +820,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Result<Scenario, Scena
     let client = client(raw.client.as_ref(), &server, at)?;
     let workload = workload(&raw.workload, server.rule(), &client.groups, at)?;
     let expect = expect(raw.expect.as_ref(), &client, at)?;
+    let traffic = traffic(raw.traffic.as_ref(), &workload, at)?;
     let target_blocking = match raw.plan.and_then(|p| p.target_blocking) {
         Some(t) => Probability::new(*t.get_ref()).ok_or_else(|| {
             at.error(
@@ -754,6 +839,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Result<Scenario, Scena
         client,
         workload,
         expect,
+        traffic,
         target_blocking,
         file: at.file.to_path_buf(),
     })

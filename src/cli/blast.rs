@@ -1,0 +1,114 @@
+//! `blast`: a scenario (or the seed example) with flag overrides, run on loopback.
+
+use std::time::Duration;
+
+use super::args::BlastArgs;
+use super::output::OutputFile;
+use super::{EXIT_FAILED, EXIT_OK, Outcome, UsageError};
+use crate::blast::{self, BlastConfig};
+use crate::report::Export;
+use crate::scenario::Scenario;
+
+/// Extra time beyond sending and the handshake timeout before the run is cut off.
+const DRAIN: Duration = Duration::from_secs(30);
+
+fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
+    let scenario = match &args.scenario {
+        Some(path) => Scenario::load(path).map_err(|e| UsageError(e.to_string()))?,
+        None => Scenario::seed_example(),
+    };
+    let mut config = BlastConfig::from_scenario(&scenario);
+    let seconds = |d: crate::units::Duration| Duration::from_secs_f64(d.as_secs_f64());
+    if let Some(range) = args.allowed {
+        config.allowed = Some(range);
+    }
+    if let Some(clients) = args.clients {
+        if config.accounts == config.clients {
+            config.accounts = clients;
+        }
+        config.clients = clients;
+    }
+    if let Some(accounts) = args.accounts {
+        config.accounts = accounts;
+    }
+    if let Some(rate) = args.rate {
+        config.rate_bps = rate.bits_per_second() as u64;
+    }
+    if let Some(duration) = args.duration {
+        config.duration = seconds(duration);
+    }
+    if let Some(start) = args.start {
+        config.start = start;
+    }
+    if let Some(base) = args.base_port {
+        if base > config.max_port {
+            return Err(UsageError::flag(
+                "--base-port",
+                &base.to_string(),
+                format!("is above the server's max_port {}", config.max_port),
+            ));
+        }
+        config.base_port = base;
+    }
+    if let Some(port) = args.control_port {
+        config.control_port = port;
+    }
+    if let Some(datagram) = args.datagram {
+        config.datagram = datagram;
+    }
+    if let Some(timeout) = args.handshake_timeout {
+        config.handshake_timeout = seconds(timeout);
+    }
+    if args.pcap.is_some() {
+        config.pcap_limit = args.pcap_limit.max(1);
+    }
+    Ok(config)
+}
+
+pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
+    let config = config(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the traffic engine: {e}")))?;
+    let limit = config.duration + config.handshake_timeout * 2 + DRAIN;
+    let result = runtime.block_on(async {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        // Ctrl-C stops the senders; the run drains and still reports.
+        let interrupt = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop.send(true);
+            }
+        });
+        let run = tokio::time::timeout(limit, blast::run(&config, stopped)).await;
+        interrupt.abort();
+        run
+    });
+    // Every socket and task belongs to the runtime: dropping it leaves nothing behind.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let (report, pcap) = match result {
+        Err(_) => {
+            return Err(UsageError(format!(
+                "the run did not finish within {limit:?}"
+            )));
+        }
+        Ok(Err(e)) => return Err(UsageError(e.to_string())),
+        Ok(Ok(done)) => done,
+    };
+    let mut files = Vec::new();
+    if let (Some(path), Some(bytes)) = (&args.pcap, pcap) {
+        files.push(OutputFile {
+            path: path.clone(),
+            contents: bytes,
+        });
+    }
+    Ok(Outcome {
+        stdout: report.render(args.format),
+        files,
+        code: if report.verdict.sufficient {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        },
+    })
+}

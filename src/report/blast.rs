@@ -1,0 +1,160 @@
+//! The blast report: a per-session table, totals and the verdict.
+
+use std::fmt::Write as _;
+
+use super::Export;
+use crate::blast::{BlastReport, SessionResult};
+
+fn rate(bps: f64) -> String {
+    if bps >= 1e9 {
+        format!("{:.2} Gbit/s", bps / 1e9)
+    } else if bps >= 1e6 {
+        format!("{:.2} Mbit/s", bps / 1e6)
+    } else {
+        format!("{:.0} kbit/s", bps / 1e3)
+    }
+}
+
+fn latency(s: &SessionResult) -> String {
+    s.latency_us.map_or("-".to_string(), |l| {
+        format!("{}/{}/{}", l.p50, l.p99, l.max)
+    })
+}
+
+impl Export for BlastReport {
+    fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "blast      {} backend, {} server: {}",
+            self.backend, self.os, self.sharing
+        );
+        let _ = writeln!(
+            out,
+            "clients    {} over {} accounts, {} each, {}-byte datagrams, {} s, starting {}",
+            self.clients,
+            self.accounts,
+            if self.rate_bps == 0 {
+                "unpaced".to_string()
+            } else {
+                rate(self.rate_bps as f64)
+            },
+            self.datagram,
+            self.duration_s,
+            match self.start {
+                crate::scenario::Start::Together => "together",
+                crate::scenario::Start::Staggered => "staggered",
+            }
+        );
+        let allowed = self
+            .verdict
+            .allowed
+            .map_or("every UDP port".to_string(), |r| format!("UDP {r}"));
+        let _ = writeln!(out, "firewall   the client allows outbound {allowed}");
+        if self.interrupted {
+            let _ = writeln!(
+                out,
+                "INTERRUPTED: sending stopped early (Ctrl-C); this report covers the run until then"
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  {:>5} {:>7} {:>6}  {:<8} {:>13} {:>9} {:>9} {:>6} {:>6} {:>8} {:>9}  latency p50/p99/max us",
+            "id",
+            "account",
+            "port",
+            "outcome",
+            "goodput",
+            "sent",
+            "received",
+            "lost",
+            "retx",
+            "filtered",
+            "handshake"
+        );
+        for s in &self.sessions {
+            let outcome = match s.outcome {
+                crate::blast::Outcome::Ok => "ok",
+                crate::blast::Outcome::Blocked => "blocked",
+                crate::blast::Outcome::Refused => "refused",
+                crate::blast::Outcome::Failed => "failed",
+            };
+            let _ = writeln!(
+                out,
+                "  {:>5} {:>7} {:>6}  {:<8} {:>13} {:>9} {:>9} {:>6} {:>6} {:>8} {:>9}  {}",
+                s.id,
+                s.account,
+                s.port.map_or("-".to_string(), |p| p.to_string()),
+                outcome,
+                rate(s.goodput_bps),
+                s.sent,
+                s.received,
+                s.lost,
+                s.retransmitted,
+                s.filtered,
+                s.handshake_ms
+                    .map_or("-".to_string(), |ms| format!("{ms:.1} ms")),
+                latency(s)
+            );
+        }
+        let mut errors: Vec<&str> = self
+            .sessions
+            .iter()
+            .filter_map(|s| s.error.as_deref())
+            .collect();
+        errors.dedup();
+        for error in errors {
+            let count = self
+                .sessions
+                .iter()
+                .filter(|s| s.error.as_deref() == Some(error))
+                .count();
+            let _ = writeln!(out, "  {count} x {error}");
+        }
+        let _ = writeln!(
+            out,
+            "\nreceived {} datagrams in {:.2} s ({:.0}/s), goodput {}",
+            self.received_datagrams,
+            self.elapsed_s,
+            self.received_per_second,
+            rate(self.goodput_bps)
+        );
+        if self.pcap_frames > 0 {
+            let _ = writeln!(out, "captured {} frames", self.pcap_frames);
+        }
+        let _ = writeln!(out, "\nverdict: {}", self.verdict.summary);
+        out
+    }
+
+    fn csv(&self) -> String {
+        let mut out = String::from(
+            "id,account,port,outcome,goodput_bps,sent,received,lost,retransmitted,filtered,handshake_ms,latency_p50_us,latency_p99_us,latency_max_us\n",
+        );
+        for s in &self.sessions {
+            let opt = |v: Option<String>| v.unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                s.id,
+                s.account,
+                opt(s.port.map(|p| p.to_string())),
+                serde_json::to_value(s.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                s.goodput_bps,
+                s.sent,
+                s.received,
+                s.lost,
+                s.retransmitted,
+                s.filtered,
+                opt(s.handshake_ms.map(|v| v.to_string())),
+                opt(s.latency_us.map(|l| l.p50.to_string())),
+                opt(s.latency_us.map(|l| l.p99.to_string())),
+                opt(s.latency_us.map(|l| l.max.to_string())),
+            );
+        }
+        out
+    }
+}

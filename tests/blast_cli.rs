@@ -1,0 +1,187 @@
+//! `udprange blast` as a user runs it: the embedded default, the seed example with two clients
+//! too many, a pcap that tshark reads, and bad input. Ports 44001+ keep clear of other tests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn udprange(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("udprange-blast-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// tshark if it is installed; otherwise says so loudly and skips (fails under CI).
+fn tshark() -> Option<&'static str> {
+    if Command::new("tshark").arg("--version").output().is_ok() {
+        return Some("tshark");
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !ci,
+        "CI=true but `tshark` is not installed: .ci/run must install it"
+    );
+    eprintln!("SKIPPED (not a pass): `tshark` is not installed");
+    None
+}
+
+#[test]
+fn no_arguments_runs_the_seed_example() {
+    let output = udprange(&["blast", "--duration", "1s"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("verdict: range 33001-33010 is sufficient"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches(" ok ").count(), 10, "{stdout}");
+}
+
+#[test]
+fn two_clients_too_many_fail_with_error_15_and_tshark_sees_the_traffic() {
+    let dir = scratch("pcap");
+    let pcap = dir.join("seed.pcap");
+    let output = udprange(&[
+        "blast",
+        "--clients",
+        "12",
+        "--base-port",
+        "44001",
+        "--allowed",
+        "44001-44010",
+        "--duration",
+        "1s",
+        "--handshake-timeout",
+        "1s",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["verdict"]["sufficient"], false);
+    assert_eq!(report["verdict"]["required"]["first"], 44001);
+    assert_eq!(report["verdict"]["required"]["last"], 44012);
+    let sessions = report["sessions"].as_array().unwrap();
+    let mut sent_to: BTreeMap<u64, u64> = BTreeMap::new();
+    for s in sessions {
+        let port = s["port"].as_u64().unwrap();
+        let ok = port <= 44010;
+        assert_eq!(s["outcome"], if ok { "ok" } else { "blocked" }, "{s}");
+        for key in ["id", "account", "goodput_bps", "lost", "retransmitted"] {
+            assert!(!s[key].is_null(), "{key} in {s}");
+        }
+        if ok {
+            assert!(
+                s["latency_us"]["p99"].as_u64().unwrap()
+                    >= s["latency_us"]["p50"].as_u64().unwrap()
+            );
+            sent_to.insert(
+                port,
+                s["sent"].as_u64().unwrap() + s["retransmitted"].as_u64().unwrap(),
+            );
+        }
+    }
+    let frames = report["pcap_frames"].as_u64().unwrap();
+    assert!(frames > 0);
+
+    let Some(tshark) = tshark() else { return };
+    let fields = Command::new(tshark)
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-o",
+            "udp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+        ])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "udp.checksum.status",
+            "-e",
+            "ip.checksum.status",
+        ])
+        .output()
+        .expect("tshark runs");
+    assert!(fields.status.success(), "{}", text(&fields.stderr));
+    let lines = text(&fields.stdout);
+    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut total = 0;
+    for line in lines.lines() {
+        let columns: Vec<&str> = line.split('\t').collect();
+        assert_eq!(columns.len(), 3, "{line}");
+        // 1 = "Good" in Wireshark's checksum status (0 bad, 2 unverified).
+        assert_eq!(&columns[1..], &["1", "1"], "bad checksum: {line}");
+        *seen.entry(columns[0].parse().unwrap()).or_default() += 1;
+        total += 1;
+    }
+    assert_eq!(total, frames, "tshark read every frame");
+    for (port, datagrams) in &sent_to {
+        // DATA (new and retransmitted) plus one or a few DONEs.
+        let got = seen.get(port).copied().unwrap_or(0);
+        assert!(
+            got > *datagrams && got <= datagrams + 50,
+            "port {port}: {got} frames for {datagrams} datagrams"
+        );
+    }
+    assert!(
+        !seen.contains_key(&44011) && !seen.contains_key(&44012),
+        "the firewall let blocked traffic out: {seen:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_input_is_exit_2_and_writes_nothing() {
+    let dir = scratch("bad");
+    let pcap = dir.join("x.pcap");
+    let pcap = pcap.to_str().unwrap();
+    for (args, want) in [
+        (vec!["blast", "--clients", "0", "--pcap", pcap], "--clients"),
+        (vec!["blast", "--rate", "fast", "--pcap", pcap], "--rate"),
+        (
+            vec!["blast", "--datagram", "10B", "--pcap", pcap],
+            "--datagram",
+        ),
+        (
+            vec!["blast", "--duration", "2h", "--pcap", pcap],
+            "--duration",
+        ),
+        (vec!["blast", "--start", "later", "--pcap", pcap], "--start"),
+        (
+            vec!["blast", "no-such.toml", "--pcap", pcap],
+            "no-such.toml: cannot read",
+        ),
+    ] {
+        let output = udprange(&args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+    assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
