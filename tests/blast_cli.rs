@@ -185,3 +185,50 @@ fn bad_input_is_exit_2_and_writes_nothing() {
     assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Ctrl-C stops the senders, drains and still prints the report of what happened.
+#[test]
+fn interrupt_drains_and_reports() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args([
+            "blast",
+            "--duration",
+            "60s",
+            "--base-port",
+            "45001",
+            "--allowed",
+            "45001-45010",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            break child.wait_with_output().unwrap();
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "blast did not stop within 10 s of Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("INTERRUPTED"),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("verdict: range 45001-45010 is sufficient"),
+        "{stdout}"
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
