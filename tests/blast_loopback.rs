@@ -105,3 +105,33 @@ fn linux_shares_one_port() {
     );
     assert_eq!(report.verdict.summary, "range 43001 is sufficient");
 }
+
+/// A server cap refuses sessions at once; no client range fixes that, and the verdict says so.
+#[test]
+fn server_cap_refuses() {
+    let mut cfg = config(ServerOs::Windows, 46001, 10, 5, 5);
+    cfg.max_port = 46003;
+    let report = run(&cfg);
+    let refused: Vec<_> = report.sessions.iter().filter(|s| s.outcome == Outcome::Refused).collect();
+    assert_eq!((outcomes(&report).0, refused.len()), (3, 2), "{report:#?}");
+    assert!(refused.iter().all(|s| s.port.is_none()));
+    assert_eq!(refused[0].error.as_deref(), Some("refused: no free UDP port on the server"));
+    assert!(report.verdict.summary.contains("2 refused by the server"), "{}", report.verdict.summary);
+    assert!(report.verdict.summary.contains("no client range fixes"), "{}", report.verdict.summary);
+}
+
+/// Unpaced senders overload loopback: the report stays clean and counts what was lost.
+#[test]
+fn overload_is_reported_not_fatal() {
+    let mut cfg = config(ServerOs::Windows, 48001, 64, 64, 64);
+    cfg.rate_bps = 0;
+    cfg.datagram = 1472;
+    cfg.duration = Duration::from_millis(800);
+    let report = run(&cfg);
+    assert_eq!(outcomes(&report), (64, 0), "{}", report.verdict.summary);
+    for s in &report.sessions {
+        assert!(s.sent > 0 && s.received <= s.sent + s.retransmitted, "{s:?}");
+        assert_eq!(s.lost, s.sent.saturating_sub(s.received), "{s:?}");
+    }
+    assert!(report.received_per_second > 0.0);
+}

@@ -231,7 +231,7 @@ fn session_result(
         ),
         ClientOutcome::Refused(reason) => (
             Outcome::Refused,
-            Some(format!("refused by the server: {reason:?}")),
+            Some(format!("refused: {reason}")),
         ),
         ClientOutcome::ControlFailed(why) => (Outcome::Failed, Some(why.clone())),
     };

@@ -379,6 +379,15 @@ pub enum RefusedReason {
     BadRequest,
 }
 
+impl std::fmt::Display for RefusedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NoFreePort => "no free UDP port on the server",
+            Self::BadRequest => "the server rejected the session's parameters",
+        })
+    }
+}
+
 impl RefusedReason {
     fn code(self) -> u16 {
         match self {

@@ -1,0 +1,167 @@
+//! Traffic speed on loopback, next to iperf3 measured in the same run.
+//!
+//! - `codec`: emitting and parsing one 1472-byte DATA datagram.
+//! - `loopback_receive_1472B`: time to *receive* one million 1472-byte datagrams (criterion's
+//!   throughput is received datagrams per second): `udprange blast` with 64 unpaced sessions
+//!   on 64 ports, and `iperf3 -u -b 0 -l 1472 -P 4` on the same machine in the same run.
+//!   Each run also prints its loss.
+//!
+//! `cargo bench --bench blast` (needs iperf3 for the comparison; it says so when missing).
+
+use std::hint::black_box;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use udprange::blast::{self, BlastConfig};
+use udprange::model::{PortRange, ServerOs};
+use udprange::wire::fasp::{self, Message, Repr};
+
+const DATAGRAM: usize = 1472;
+/// Datagrams one measured unit stands for.
+const UNIT: u64 = 1_000_000;
+const RUN: Duration = Duration::from_secs(1);
+
+fn codec(c: &mut Criterion) {
+    let mut group = c.benchmark_group("codec");
+    group.throughput(Throughput::Elements(1));
+    let repr = Repr {
+        session: 7,
+        sequence: 123_456,
+        send_ns: 99,
+        message: Message::Data {
+            payload_len: (DATAGRAM - fasp::HEADER_LEN) as u16,
+        },
+    };
+    let mut buffer = vec![0u8; DATAGRAM];
+    group.bench_function("emit DATA 1472B", |b| {
+        b.iter(|| black_box(&repr).emit(black_box(&mut buffer)).unwrap())
+    });
+    repr.emit(&mut buffer).unwrap();
+    group.bench_function("parse DATA 1472B", |b| {
+        b.iter(|| fasp::parse(black_box(&buffer)).unwrap())
+    });
+    group.finish();
+}
+
+/// One blast run: (received datagrams, elapsed, loss fraction).
+fn blast_once(runtime: &tokio::runtime::Runtime) -> (u64, Duration, f64) {
+    let config = BlastConfig {
+        os: ServerOs::Windows,
+        base_port: 47001,
+        allowed: PortRange::new(47001, 47064).ok(),
+        clients: 64,
+        accounts: 64,
+        rate_bps: 0,
+        datagram: DATAGRAM as u16,
+        duration: RUN,
+        handshake_timeout: Duration::from_secs(2),
+        ..BlastConfig::seed_example()
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let (report, _) = runtime
+        .block_on(blast::run(&config, stopped))
+        .expect("blast runs");
+    let sent: u64 = report.sessions.iter().map(|s| s.sent).sum();
+    let received = report.received_datagrams;
+    let loss = 1.0 - received as f64 / sent.max(1) as f64;
+    (received, Duration::from_secs_f64(report.elapsed_s), loss)
+}
+
+/// One iperf3 run: (received datagrams, elapsed, loss fraction), or None without iperf3.
+fn iperf3_once(port: u16) -> Option<(u64, Duration, f64)> {
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let seconds = RUN.as_secs().max(1).to_string();
+    let output = Command::new("iperf3")
+        .args([
+            "-c",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            "-b",
+            "0",
+            "-l",
+            "1472",
+        ])
+        .args(["-P", "4", "-t", &seconds, "--json"])
+        .output()
+        .ok()?;
+    let _ = server.wait();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let sum = &report["end"]["sum"];
+    let packets = sum["packets"].as_u64()?;
+    let lost = sum["lost_packets"].as_u64()?;
+    let seconds = sum["seconds"].as_f64()?;
+    Some((
+        packets - lost,
+        Duration::from_secs_f64(seconds),
+        lost as f64 / packets.max(1) as f64,
+    ))
+}
+
+/// Elapsed time scaled to [`UNIT`] received datagrams.
+fn per_unit(received: u64, elapsed: Duration) -> Duration {
+    elapsed.mul_f64(UNIT as f64 / received.max(1) as f64)
+}
+
+fn loopback(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("loopback_receive_1472B");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_millis(100));
+    group.measurement_time(Duration::from_secs(15));
+    group.throughput(Throughput::Elements(UNIT));
+    group.bench_function("udprange blast, 64 sessions on 64 ports, unpaced", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (received, elapsed, loss) = blast_once(&runtime);
+                eprintln!(
+                    "  blast: {:.0} datagrams/s received, loss {:.3} %",
+                    received as f64 / elapsed.as_secs_f64(),
+                    loss * 100.0
+                );
+                total += per_unit(received, elapsed);
+            }
+            total
+        })
+    });
+    if iperf3_once(5201).is_none() {
+        eprintln!("SKIPPED (not a measurement): iperf3 is not installed, no comparison");
+    } else {
+        group.bench_function("iperf3 -u -b 0 -l 1472 -P 4", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    let started = Instant::now();
+                    let Some((received, elapsed, loss)) = iperf3_once(5202 + (i % 50) as u16)
+                    else {
+                        return started.elapsed();
+                    };
+                    eprintln!(
+                        "  iperf3: {:.0} datagrams/s received, loss {:.3} %",
+                        received as f64 / elapsed.as_secs_f64(),
+                        loss * 100.0
+                    );
+                    total += per_unit(received, elapsed);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, codec, loopback);
+criterion_main!(benches);
