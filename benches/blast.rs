@@ -48,8 +48,8 @@ fn codec(c: &mut Criterion) {
 fn blast_once(runtime: &tokio::runtime::Runtime) -> (u64, Duration, f64) {
     let config = BlastConfig {
         os: ServerOs::Windows,
-        base_port: 47001,
-        allowed: PortRange::new(47001, 47064).ok(),
+        base_port: 62001,
+        allowed: PortRange::new(62001, 62064).ok(),
         clients: 64,
         accounts: 64,
         rate_bps: 0,

@@ -1,5 +1,5 @@
 //! `udprange blast` as a user runs it: the embedded default, the seed example with two clients
-//! too many, a pcap that tshark reads, and bad input. Ports 44001+ keep clear of other tests.
+//! too many, a pcap that tshark reads, and bad input. Ports 61601+ keep clear of other tests.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -63,9 +63,9 @@ fn two_clients_too_many_fail_with_error_15_and_tshark_sees_the_traffic() {
         "--clients",
         "12",
         "--base-port",
-        "44001",
+        "61601",
         "--allowed",
-        "44001-44010",
+        "61601-61610",
         "--duration",
         "1s",
         "--handshake-timeout",
@@ -78,13 +78,13 @@ fn two_clients_too_many_fail_with_error_15_and_tshark_sees_the_traffic() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["verdict"]["sufficient"], false);
-    assert_eq!(report["verdict"]["required"]["first"], 44001);
-    assert_eq!(report["verdict"]["required"]["last"], 44012);
+    assert_eq!(report["verdict"]["required"]["first"], 61601);
+    assert_eq!(report["verdict"]["required"]["last"], 61612);
     let sessions = report["sessions"].as_array().unwrap();
     let mut sent_to: BTreeMap<u64, u64> = BTreeMap::new();
     for s in sessions {
         let port = s["port"].as_u64().unwrap();
-        let ok = port <= 44010;
+        let ok = port <= 61610;
         assert_eq!(s["outcome"], if ok { "ok" } else { "blocked" }, "{s}");
         for key in ["id", "account", "goodput_bps", "lost", "retransmitted"] {
             assert!(!s[key].is_null(), "{key} in {s}");
@@ -147,7 +147,7 @@ fn two_clients_too_many_fail_with_error_15_and_tshark_sees_the_traffic() {
         );
     }
     assert!(
-        !seen.contains_key(&44011) && !seen.contains_key(&44012),
+        !seen.contains_key(&61611) && !seen.contains_key(&61612),
         "the firewall let blocked traffic out: {seen:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -195,9 +195,9 @@ fn interrupt_drains_and_reports() {
             "--duration",
             "60s",
             "--base-port",
-            "45001",
+            "61701",
             "--allowed",
-            "45001-45010",
+            "61701-61710",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -227,7 +227,7 @@ fn interrupt_drains_and_reports() {
         text(&output.stderr)
     );
     assert!(
-        stdout.contains("verdict: range 45001-45010 is sufficient"),
+        stdout.contains("verdict: range 61701-61710 is sufficient"),
         "{stdout}"
     );
     assert_eq!(output.status.code(), Some(0));

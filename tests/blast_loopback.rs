@@ -1,5 +1,6 @@
 //! `blast` on loopback: real sockets, the client firewall modelled in process. Each test uses
-//! its own base port so that they run in parallel.
+//! its own base port, above the kernel's ephemeral range (32768-60999), so that they run in
+//! parallel and no other socket on the machine takes a port the server hands out.
 
 use std::time::Duration;
 
@@ -46,20 +47,20 @@ fn outcomes(report: &BlastReport) -> (usize, usize) {
 /// The seed's example on the wire: 12 clients on windows, 10 ports open → 10 ok, 2 blocked.
 #[test]
 fn windows_twelve_clients_ten_ports() {
-    let report = run(&config(ServerOs::Windows, 41001, 10, 12, 12));
+    let report = run(&config(ServerOs::Windows, 61001, 10, 12, 12));
     assert_eq!(outcomes(&report), (10, 2), "{report:#?}");
     let mut ports: Vec<u16> = report.sessions.iter().filter_map(|s| s.port).collect();
     ports.sort();
-    assert_eq!(ports, (41001..=41012).collect::<Vec<_>>());
+    assert_eq!(ports, (61001..=61012).collect::<Vec<_>>());
     for s in &report.sessions {
         match s.outcome {
             Outcome::Ok => {
-                assert!(s.port.unwrap() <= 41010);
+                assert!(s.port.unwrap() <= 61010);
                 assert!(s.received > 0 && s.goodput_bps > 1e6, "{s:?}");
                 assert!(s.latency_us.is_some());
             }
             _ => {
-                assert!(s.port.unwrap() > 41010);
+                assert!(s.port.unwrap() > 61010);
                 assert_eq!(s.received, 0);
                 assert!(s.filtered > 0);
                 assert_eq!(
@@ -70,23 +71,23 @@ fn windows_twelve_clients_ten_ports() {
         }
     }
     assert!(!report.verdict.sufficient);
-    assert_eq!(report.verdict.required, PortRange::new(41001, 41012).ok());
+    assert_eq!(report.verdict.required, PortRange::new(61001, 61012).ok());
     assert_eq!(
         report.verdict.summary,
-        "insufficient: 2 of 12 sessions failed (2 blocked (error 15)); the smallest sufficient range is 41001-41012"
+        "insufficient: 2 of 12 sessions failed (2 blocked (error 15)); the smallest sufficient range is 61001-61012"
     );
 }
 
 /// macOS shares per account: 12 clients over 3 accounts pass with 3 ports.
 #[test]
 fn macos_twelve_clients_three_accounts_three_ports() {
-    let report = run(&config(ServerOs::Macos, 42001, 3, 12, 3));
+    let report = run(&config(ServerOs::Macos, 61101, 3, 12, 3));
     assert_eq!(outcomes(&report), (12, 0), "{report:#?}");
     let ports: std::collections::BTreeSet<u16> =
         report.sessions.iter().filter_map(|s| s.port).collect();
     assert_eq!(
         ports.into_iter().collect::<Vec<_>>(),
-        vec![42001, 42002, 42003]
+        vec![61101, 61102, 61103]
     );
     assert!(report.verdict.sufficient, "{}", report.verdict.summary);
 }
@@ -94,43 +95,61 @@ fn macos_twelve_clients_three_accounts_three_ports() {
 /// linux with port reuse: every session on one port, told apart by session id.
 #[test]
 fn linux_shares_one_port() {
-    let report = run(&config(ServerOs::Linux, 43001, 1, 8, 8));
+    let report = run(&config(ServerOs::Linux, 61201, 1, 8, 8));
     assert_eq!(outcomes(&report), (8, 0), "{report:#?}");
-    assert!(report.sessions.iter().all(|s| s.port == Some(43001)));
+    assert!(report.sessions.iter().all(|s| s.port == Some(61201)));
     assert!(
         report
             .sessions
             .iter()
             .all(|s| s.received > 0 && s.lost == 0)
     );
-    assert_eq!(report.verdict.summary, "range 43001 is sufficient");
+    assert_eq!(report.verdict.summary, "range 61201 is sufficient");
 }
 
 /// A server cap refuses sessions at once; no client range fixes that, and the verdict says so.
 #[test]
 fn server_cap_refuses() {
-    let mut cfg = config(ServerOs::Windows, 46001, 10, 5, 5);
-    cfg.max_port = 46003;
+    let mut cfg = config(ServerOs::Windows, 61301, 10, 5, 5);
+    cfg.max_port = 61303;
     let report = run(&cfg);
-    let refused: Vec<_> = report.sessions.iter().filter(|s| s.outcome == Outcome::Refused).collect();
+    let refused: Vec<_> = report
+        .sessions
+        .iter()
+        .filter(|s| s.outcome == Outcome::Refused)
+        .collect();
     assert_eq!((outcomes(&report).0, refused.len()), (3, 2), "{report:#?}");
     assert!(refused.iter().all(|s| s.port.is_none()));
-    assert_eq!(refused[0].error.as_deref(), Some("refused: no free UDP port on the server"));
-    assert!(report.verdict.summary.contains("2 refused by the server"), "{}", report.verdict.summary);
-    assert!(report.verdict.summary.contains("no client range fixes"), "{}", report.verdict.summary);
+    assert_eq!(
+        refused[0].error.as_deref(),
+        Some("refused: no free UDP port on the server")
+    );
+    assert!(
+        report.verdict.summary.contains("2 refused by the server"),
+        "{}",
+        report.verdict.summary
+    );
+    assert!(
+        report.verdict.summary.contains("no client range fixes"),
+        "{}",
+        report.verdict.summary
+    );
 }
 
 /// Unpaced senders overload loopback: the report stays clean and counts what was lost.
 #[test]
 fn overload_is_reported_not_fatal() {
-    let mut cfg = config(ServerOs::Windows, 48001, 64, 64, 64);
+    let mut cfg = config(ServerOs::Windows, 61401, 64, 64, 64);
     cfg.rate_bps = 0;
     cfg.datagram = 1472;
     cfg.duration = Duration::from_millis(800);
     let report = run(&cfg);
     assert_eq!(outcomes(&report), (64, 0), "{}", report.verdict.summary);
     for s in &report.sessions {
-        assert!(s.sent > 0 && s.received <= s.sent + s.retransmitted, "{s:?}");
+        assert!(
+            s.sent > 0 && s.received <= s.sent + s.retransmitted,
+            "{s:?}"
+        );
         assert_eq!(s.lost, s.sent.saturating_sub(s.received), "{s:?}");
     }
     assert!(report.received_per_second > 0.0);

@@ -59,7 +59,11 @@ pub fn frame(source: SocketAddr, destination: SocketAddr, payload: &[u8]) -> Opt
         datagram.set_destination(destination.port());
         datagram.set_length(udp_len as u16);
         datagram.set_payload(payload);
-        let checksum = udp::ipv4_checksum(&datagram.to_immutable(), &src, &dst);
+        // RFC 768: a computed checksum of zero is sent as all ones (zero means "none").
+        let checksum = match udp::ipv4_checksum(&datagram.to_immutable(), &src, &dst) {
+            0 => 0xffff,
+            sum => sum,
+        };
         datagram.set_checksum(checksum);
     }
     Some(bytes)
@@ -144,6 +148,26 @@ mod tests {
             datagram.get_checksum()
         );
         assert_eq!(datagram.payload(), b"hello");
+    }
+
+    #[test]
+    fn a_zero_udp_checksum_is_sent_as_all_ones() {
+        let src = SocketAddr::from((LOOPBACK, 40000));
+        let dst = SocketAddr::from((LOOPBACK, 33001));
+        // Find a two-byte payload whose checksum computes to zero.
+        let payload = (0..=u16::MAX)
+            .map(u16::to_be_bytes)
+            .find(|p| {
+                let bytes = frame(src, dst, p).unwrap();
+                let ip = Ipv4Packet::new(&bytes[ETHERNET_LEN..]).unwrap();
+                let datagram = UdpPacket::new(ip.payload()).unwrap();
+                datagram.get_checksum() == 0xffff
+            })
+            .expect("some payload sums to zero");
+        let mut bytes = frame(src, dst, &payload).unwrap();
+        let mut raw = MutableUdpPacket::new(&mut bytes[ETHERNET_LEN + IPV4_LEN..]).unwrap();
+        raw.set_checksum(0);
+        assert_eq!(udp::ipv4_checksum(&raw.to_immutable(), &LOOPBACK, &LOOPBACK), 0);
     }
 
     #[test]

@@ -23,6 +23,11 @@ use crate::wire::fasp::{
     flags,
 };
 
+/// The clients' address: another loopback address than the server's, so that a client's
+/// ephemeral UDP port never takes a port the server is about to hand out (on one machine
+/// both would otherwise share one port space; on a real network they are different hosts).
+pub const CLIENT_HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
 /// What one client does.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientParams {
@@ -105,7 +110,7 @@ pub async fn run(
         Ok(Ok(answer)) => answer,
     };
     report.port = Some(port);
-    let socket = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await {
+    let socket = match UdpSocket::bind((CLIENT_HOST, 0)).await {
         Ok(s) => s,
         Err(e) => {
             report.outcome = ClientOutcome::ControlFailed(format!("UDP socket: {e}"));

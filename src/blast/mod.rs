@@ -229,10 +229,7 @@ fn session_result(
             Outcome::Blocked,
             Some("error 15: Timeout establishing UDP connection".to_string()),
         ),
-        ClientOutcome::Refused(reason) => (
-            Outcome::Refused,
-            Some(format!("refused: {reason}")),
-        ),
+        ClientOutcome::Refused(reason) => (Outcome::Refused, Some(format!("refused: {reason}"))),
         ClientOutcome::ControlFailed(why) => (Outcome::Failed, Some(why.clone())),
     };
     let stats = server.map(|s| s.stats).unwrap_or_default();
