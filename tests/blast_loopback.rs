@@ -154,3 +154,122 @@ fn overload_is_reported_not_fatal() {
     }
     assert!(report.received_per_second > 0.0);
 }
+
+/// Hostile datagrams (old sequence numbers, a send time past the end of time, absurd DONE
+/// and NACK fields, garbage) do not bring the receiver down: it still answers afterwards.
+#[test]
+fn the_server_survives_hostile_datagrams() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use udprange::blast::server::{Server, ServerLimits};
+    use udprange::model::{AllocatorConfig, SharingRule};
+    use udprange::wire::fasp::{self, ControlRepr, Message, Repr, SeqRange};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = AllocatorConfig::new(SharingRule::PerSession, 61501);
+        let limits = ServerLimits {
+            max_datagrams: 1000,
+        };
+        let server = Server::start(config, 0, Instant::now(), limits, None)
+            .await
+            .unwrap();
+        let mut control = tokio::net::TcpStream::connect(server.control_addr())
+            .await
+            .unwrap();
+        let hello = ControlRepr::Hello {
+            session: 9,
+            account: 0,
+            datagram: 1200,
+            rate_bps: 0,
+        };
+        control.write_all(&hello.to_bytes()).await.unwrap();
+        let mut frame = [0u8; fasp::CONTROL_LEN];
+        control.read_exact(&mut frame).await.unwrap();
+        let Ok(ControlRepr::Port { port, .. }) = fasp::parse_control(&frame) else {
+            panic!("no port")
+        };
+        let socket = tokio::net::UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 2), 0))
+            .await
+            .unwrap();
+        let server_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let datagram = |sequence, send_ns, message| Repr {
+            session: 9,
+            sequence,
+            send_ns,
+            message,
+        };
+        let hostile = [
+            datagram(500, u64::MAX, Message::Data { payload_len: 0 }),
+            datagram(3, 0, Message::Data { payload_len: 0 }),
+            datagram(u64::MAX, 0, Message::Data { payload_len: 0 }),
+            datagram(
+                0,
+                0,
+                Message::Done {
+                    sent: u64::MAX,
+                    retransmitted: u64::MAX,
+                },
+            ),
+            datagram(
+                0,
+                0,
+                Message::Nack {
+                    missing: vec![SeqRange {
+                        first: u64::MAX,
+                        count: u32::MAX,
+                    }],
+                },
+            ),
+        ];
+        let mut buffer = vec![0u8; 2048];
+        for repr in &hostile {
+            let len = repr.emit(&mut buffer).unwrap();
+            socket.send_to(&buffer[..len], server_addr).await.unwrap();
+        }
+        socket
+            .send_to(b"\x01\x01garbage", server_addr)
+            .await
+            .unwrap();
+        // A fresh session on the same port is still acknowledged.
+        let probe = Repr {
+            session: 10,
+            sequence: 0,
+            send_ns: 0,
+            message: Message::Data { payload_len: 0 },
+        };
+        let len = probe.emit(&mut buffer).unwrap();
+        let mut acknowledged = false;
+        for _ in 0..20 {
+            socket.send_to(&buffer[..len], server_addr).await.unwrap();
+            let mut reply = vec![0u8; 2048];
+            while let Ok(Ok((n, _))) = tokio::time::timeout(
+                std::time::Duration::from_millis(100),
+                socket.recv_from(&mut reply),
+            )
+            .await
+            {
+                if let Ok(Repr {
+                    session: 10,
+                    message: Message::Ack { .. },
+                    ..
+                }) = fasp::parse(&reply[..n])
+                {
+                    acknowledged = true;
+                }
+            }
+            if acknowledged {
+                break;
+            }
+        }
+        assert!(acknowledged, "the receiver stopped answering");
+        drop(control);
+        let seen = server.shutdown().await;
+        assert!(seen.contains_key(&9) && seen.contains_key(&10));
+    });
+}

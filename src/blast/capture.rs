@@ -167,7 +167,10 @@ mod tests {
         let mut bytes = frame(src, dst, &payload).unwrap();
         let mut raw = MutableUdpPacket::new(&mut bytes[ETHERNET_LEN + IPV4_LEN..]).unwrap();
         raw.set_checksum(0);
-        assert_eq!(udp::ipv4_checksum(&raw.to_immutable(), &LOOPBACK, &LOOPBACK), 0);
+        assert_eq!(
+            udp::ipv4_checksum(&raw.to_immutable(), &LOOPBACK, &LOOPBACK),
+            0
+        );
     }
 
     #[test]

@@ -315,7 +315,10 @@ impl Sender {
             }
             Message::Nack { missing } => {
                 for range in missing {
-                    let end = (range.first + u64::from(range.count)).min(next_sequence);
+                    let end = range
+                        .first
+                        .saturating_add(u64::from(range.count))
+                        .min(next_sequence);
                     // Bounded: a NACK cannot make the client resend more than it sent.
                     for sequence in range.first..end {
                         if retransmit.len() as u64 >= next_sequence {

@@ -334,13 +334,16 @@ async fn receive(
                 state.last = Some(now);
                 state.stats.received += 1;
                 state.stats.bytes += u64::from(payload_len);
-                let sent_at = shared.epoch + Duration::from_nanos(repr.send_ns);
-                let latency = now.saturating_duration_since(sent_at).as_micros() as u64;
-                let _ = state.latency_us.record(latency.max(1));
+                // The send time is the peer's word: a time past the end of ours is ignored.
+                if let Some(sent_at) = shared.epoch.checked_add(Duration::from_nanos(repr.send_ns))
+                {
+                    let latency = now.saturating_duration_since(sent_at).as_micros() as u64;
+                    let _ = state.latency_us.record(latency.max(1));
+                }
                 let gap = repr.sequence > state.stats.next_expected;
                 let missing = SeqRange {
                     first: state.stats.next_expected,
-                    count: u32::try_from(repr.sequence - state.stats.next_expected)
+                    count: u32::try_from(repr.sequence.saturating_sub(state.stats.next_expected))
                         .unwrap_or(u32::MAX),
                 };
                 state.stats.next_expected = state.stats.next_expected.max(repr.sequence + 1);
@@ -358,6 +361,8 @@ async fn receive(
                 }
             }
             Message::Done { sent, .. } => {
+                // No session can have sent more than the run allows.
+                let sent = sent.min(shared.limits.max_datagrams);
                 state.sent = Some(sent);
                 let mut stats = state.stats;
                 stats.next_expected = stats.next_expected.max(sent);
@@ -406,11 +411,20 @@ async fn receive(
 /// Sequence numbers below `end` not marked in `seen`, as ranges (at most one NACK's worth).
 fn missing_ranges(seen: &[u64], end: u64) -> Vec<SeqRange> {
     let mut ranges: Vec<SeqRange> = Vec::new();
-    for sequence in 0..end {
+    let mut sequence = 0;
+    while sequence < end {
         let (word, bit) = ((sequence / 64) as usize, sequence % 64);
-        if seen.get(word).is_some_and(|w| w & (1 << bit) != 0) {
+        let bits = seen.get(word).copied().unwrap_or(0);
+        // Whole words received are skipped at once.
+        if bit == 0 && bits == u64::MAX {
+            sequence += 64;
             continue;
         }
+        sequence += 1;
+        if bits & (1 << bit) != 0 {
+            continue;
+        }
+        let sequence = sequence - 1;
         if let Some(r) = ranges.last_mut()
             && r.first + u64::from(r.count) == sequence
             && r.count < u32::MAX
