@@ -162,7 +162,7 @@ fn the_server_survives_hostile_datagrams() {
     use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use udprange::blast::server::{Server, ServerLimits};
+    use udprange::blast::server::{Server, ServerOptions};
     use udprange::model::{AllocatorConfig, SharingRule};
     use udprange::wire::fasp::{self, ControlRepr, Message, Repr, SeqRange};
 
@@ -173,8 +173,10 @@ fn the_server_survives_hostile_datagrams() {
         .unwrap();
     runtime.block_on(async {
         let config = AllocatorConfig::new(SharingRule::PerSession, 61501);
-        let limits = ServerLimits {
+        let limits = ServerOptions {
+            address: Ipv4Addr::LOCALHOST,
             max_datagrams: 1000,
+            delay: None,
         };
         let server = Server::start(config, 0, Instant::now(), limits, None)
             .await

@@ -15,6 +15,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 
 use super::capture::Capture;
+use super::delay::DelayLine;
 use super::pacing::Pacer;
 use crate::firewall::model::OutboundFilter;
 use crate::model::Port;
@@ -41,6 +42,10 @@ pub struct ClientParams {
     pub handshake_timeout: Duration,
     /// Most datagrams (new and retransmitted) this session may send.
     pub max_datagrams: u64,
+    /// The address the client sends from ([`CLIENT_HOST`] on loopback).
+    pub address: Ipv4Addr,
+    /// One-way delay and jitter the client adds when the kernel cannot (no netem).
+    pub delay: Option<(Duration, Duration)>,
 }
 
 /// How a session ended.
@@ -110,15 +115,19 @@ pub async fn run(
         Ok(Ok(answer)) => answer,
     };
     report.port = Some(port);
-    let socket = match UdpSocket::bind((CLIENT_HOST, 0)).await {
+    let socket = match UdpSocket::bind((params.address, 0)).await {
         Ok(s) => s,
         Err(e) => {
             report.outcome = ClientOutcome::ControlFailed(format!("UDP socket: {e}"));
             return report;
         }
     };
-    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let server = SocketAddr::new(params.control.ip(), port);
+    let socket = Arc::new(socket);
     let mut sender = Sender {
+        delay: params
+            .delay
+            .map(|(delay, jitter)| DelayLine::spawn(Arc::clone(&socket), delay, jitter)),
         socket,
         server,
         local: None,
@@ -130,6 +139,9 @@ pub async fn run(
     };
     sender.local = sender.socket.local_addr().ok();
     sender.transfer(&mut report, &mut stop).await;
+    if let Some(line) = &sender.delay {
+        report.filtered += line.filtered.load(std::sync::atomic::Ordering::Relaxed);
+    }
     // Closing the control connection ends the session at the server.
     drop(stream);
     report
@@ -158,7 +170,9 @@ async fn handshake(params: &ClientParams) -> Result<(TcpStream, Port), ClientOut
 }
 
 struct Sender {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
+    /// Set when the client adds the WAN delay itself.
+    delay: Option<DelayLine>,
     server: SocketAddr,
     local: Option<SocketAddr>,
     filter: Arc<OutboundFilter>,
@@ -180,6 +194,9 @@ impl Sender {
         }
         if let (Some(capture), Some(local)) = (&self.capture, self.local) {
             capture.record(local, self.server, &self.buffer[..len]);
+        }
+        if let Some(line) = &mut self.delay {
+            return line.send(&self.buffer[..len], self.server);
         }
         match self.socket.send_to(&self.buffer[..len], self.server).await {
             Ok(_) => true,

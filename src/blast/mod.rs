@@ -9,10 +9,13 @@
 
 pub mod capture;
 pub mod client;
+pub mod delay;
+pub mod netns;
 pub mod pacing;
 pub mod server;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,12 +23,15 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::firewall::model::OutboundFilter;
+use crate::firewall::rules::{self, RuleSet, Syntax};
+use crate::firewall::{Peer, Requirements, Side};
 use crate::model::{AllocatorConfig, Port, PortRange, ServerOs, SharingRule};
 use crate::scenario::Scenario;
 pub use crate::scenario::Start;
 use capture::Capture;
 use client::{ClientOutcome, ClientParams, ClientReport};
-use server::{Server, ServerLimits, ServerSession};
+use netns::{Mechanisms, TestHosts, WanPath};
+use server::{Server, ServerOptions, ServerSession};
 
 /// Most sessions one run starts.
 pub const MAX_CLIENTS: u32 = 4096;
@@ -58,6 +64,17 @@ pub struct BlastConfig {
     pub max_datagrams: u64,
     /// Keep at most this many frames for `--pcap`; 0 = no capture.
     pub pcap_limit: u64,
+    pub backend: Backend,
+}
+
+/// Where the packets flow.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Backend {
+    /// 127.0.0.1, the client firewall modelled in process.
+    #[default]
+    Loopback,
+    /// Two network namespaces, a veth pair, real nftables, and this WAN path.
+    Netns(WanPath),
 }
 
 impl BlastConfig {
@@ -96,6 +113,7 @@ impl BlastConfig {
             ),
             max_datagrams: MAX_DATAGRAMS_PER_SESSION,
             pcap_limit: 0,
+            backend: Backend::Loopback,
         }
     }
 
@@ -181,6 +199,10 @@ pub struct BlastReport {
     /// Ctrl-C ended the run early; the report covers what happened until then.
     pub interrupted: bool,
     pub pcap_frames: u64,
+    /// The kernel path of the netns backend: ruleset in force, impairment mechanisms.
+    pub kernel: Option<KernelPath>,
+    /// Things the run did along the way (leftovers removed).
+    pub notes: Vec<String>,
 }
 
 /// The run could not start.
@@ -188,6 +210,8 @@ pub struct BlastReport {
 pub enum BlastError {
     #[error(transparent)]
     Listen(#[from] server::ListenError),
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
     #[error("invalid server: {0}")]
     Server(String),
 }
@@ -306,28 +330,36 @@ fn verdict(config: &BlastConfig, sessions: &[SessionResult]) -> Verdict {
     }
 }
 
-/// Runs `config` on loopback; `stop` turning true ends it early (Ctrl-C).
-pub async fn run(
+/// Everything one side of a run needs to know, whichever backend carries it.
+struct Setup {
+    epoch: Instant,
+    capture: Option<Arc<Capture>>,
+    allocator: AllocatorConfig,
+}
+
+impl Setup {
+    fn new(config: &BlastConfig) -> Self {
+        Self {
+            epoch: Instant::now(),
+            capture: (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit))),
+            allocator: AllocatorConfig::new(config.rule(), config.base_port)
+                .with_max_port(config.max_port)
+                .with_occupied(config.occupied.iter().copied()),
+        }
+    }
+}
+
+/// Starts every client (together or staggered) and waits for all of them.
+async fn run_clients(
     config: &BlastConfig,
+    control: SocketAddr,
+    address: Ipv4Addr,
+    delay: Option<(Duration, Duration)>,
+    filter: Arc<OutboundFilter>,
+    setup: (Instant, Option<Arc<Capture>>),
     stop: watch::Receiver<bool>,
-) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
-    let epoch = Instant::now();
-    let capture = (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit)));
-    let allocator = AllocatorConfig::new(config.rule(), config.base_port)
-        .with_max_port(config.max_port)
-        .with_occupied(config.occupied.iter().copied());
-    let limits = ServerLimits {
-        max_datagrams: config.max_datagrams,
-    };
-    let server = Server::start(
-        allocator,
-        config.control_port,
-        epoch,
-        limits,
-        capture.clone(),
-    )
-    .await?;
-    let filter = Arc::new(OutboundFilter::new(config.allowed));
+) -> Vec<ClientReport> {
+    let (epoch, capture) = setup;
     let clients = config.clients.min(MAX_CLIENTS);
     let accounts = config.accounts.max(1);
     let stagger = match config.start {
@@ -339,19 +371,21 @@ pub async fn run(
         let params = ClientParams {
             session: i + 1,
             account: i % accounts,
-            control: server.control_addr(),
+            control,
             rate_bps: config.rate_bps,
             datagram: config.datagram,
             duration: config.duration.min(MAX_DURATION),
             handshake_timeout: config.handshake_timeout,
             max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
+            address,
+            delay,
         };
         let filter = Arc::clone(&filter);
         let stop = stop.clone();
         let capture = capture.clone();
-        let delay = stagger * i;
+        let wait = stagger * i;
         tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(wait).await;
             client::run(params, filter, epoch, stop, capture).await
         }));
     }
@@ -361,26 +395,47 @@ pub async fn run(
             reports.push(report);
         }
     }
-    let server_sessions = server.shutdown().await;
-    let elapsed = epoch.elapsed();
-    let sessions: Vec<SessionResult> = reports
+    reports
+}
+
+/// What the netns backend adds to a report.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct KernelPath {
+    /// The nftables ruleset that was in force in the client namespace.
+    pub client_ruleset: String,
+    /// Which mechanism carried each impairment of the WAN path.
+    pub mechanisms: Mechanisms,
+    pub client_namespace: String,
+    pub server_namespace: String,
+}
+
+fn assemble(
+    config: &BlastConfig,
+    backend: &'static str,
+    clients: Vec<ClientReport>,
+    server: &HashMap<u32, ServerSession>,
+    setup: &Setup,
+    interrupted: bool,
+) -> (BlastReport, Option<Vec<u8>>) {
+    let elapsed = setup.epoch.elapsed();
+    let sessions: Vec<SessionResult> = clients
         .into_iter()
         .map(|c| {
-            let server = server_sessions.get(&c.session);
-            session_result(c, server, config.duration)
+            let seen = server.get(&c.session);
+            session_result(c, seen, config.duration)
         })
         .collect();
     let received_datagrams: u64 = sessions.iter().map(|s| s.received).sum();
     let goodput_bps = sessions.iter().map(|s| s.goodput_bps).sum();
     let verdict = verdict(config, &sessions);
-    let pcap_frames = capture.as_ref().map_or(0, |c| c.frames());
-    let pcap = capture.map(|c| c.take_bytes());
+    let pcap_frames = setup.capture.as_ref().map_or(0, |c| c.frames());
+    let pcap = setup.capture.as_ref().map(|c| c.take_bytes());
     let report = BlastReport {
-        backend: "loopback",
+        backend,
         os: config.os.name(),
         sharing: config.rule().describe(),
-        clients,
-        accounts,
+        clients: config.clients.min(MAX_CLIENTS),
+        accounts: config.accounts.max(1),
         rate_bps: config.rate_bps,
         datagram: config.datagram,
         duration_s: config.duration.as_secs_f64(),
@@ -391,8 +446,186 @@ pub async fn run(
         elapsed_s: elapsed.as_secs_f64(),
         received_per_second: received_datagrams as f64 / elapsed.as_secs_f64().max(1e-9),
         goodput_bps,
-        interrupted: *stop.borrow(),
+        interrupted,
         pcap_frames,
+        kernel: None,
+        notes: Vec::new(),
     };
+    (report, pcap)
+}
+
+/// Runs `config` on its backend; `stop` turning true ends it early (Ctrl-C). Returns the
+/// report and, with `pcap_limit`, the capture's bytes.
+pub async fn run(
+    config: &BlastConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
+    match config.backend {
+        Backend::Loopback => run_loopback(config, stop).await,
+        Backend::Netns(path) => run_netns(config, path, stop).await,
+    }
+}
+
+async fn run_loopback(
+    config: &BlastConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
+    let setup = Setup::new(config);
+    let options = ServerOptions {
+        address: Ipv4Addr::LOCALHOST,
+        max_datagrams: config.max_datagrams,
+        delay: None,
+    };
+    let server = Server::start(
+        setup.allocator.clone(),
+        config.control_port,
+        setup.epoch,
+        options,
+        setup.capture.clone(),
+    )
+    .await?;
+    let filter = Arc::new(OutboundFilter::new(config.allowed));
+    let clients = run_clients(
+        config,
+        server.control_addr(),
+        client::CLIENT_HOST,
+        None,
+        filter,
+        (setup.epoch, setup.capture.clone()),
+        stop.clone(),
+    )
+    .await;
+    let seen = server.shutdown().await;
+    let interrupted = *stop.borrow();
+    Ok(assemble(
+        config,
+        "loopback",
+        clients,
+        &seen,
+        &setup,
+        interrupted,
+    ))
+}
+
+/// The client firewall as `udprange rules --syntax nftables --side client --default-drop`
+/// prints it for this run: the same code path.
+pub fn client_ruleset(config: &BlastConfig, control_port: Port) -> Result<String, BlastError> {
+    let udp = config
+        .allowed
+        .or_else(|| PortRange::new(config.base_port, config.max_port).ok())
+        .ok_or_else(|| BlastError::Server("no UDP range to allow".into()))?;
+    let openings = Requirements::new(control_port, udp, false).openings(Side::Client);
+    let mut set = RuleSet::new(Side::Client, openings);
+    set.peer = Some(Peer::host(IpAddr::V4(netns::SERVER_ADDR)));
+    set.default_drop = true;
+    set.header = vec![format!(
+        "udprange blast --backend netns: client firewall, UDP {udp} to {}",
+        netns::SERVER_ADDR
+    )];
+    rules::render(&set, Syntax::Nftables).map_err(|e| BlastError::Server(e.to_string()))
+}
+
+/// The control ("SSH") port inside the server namespace when none is asked for.
+const NETNS_CONTROL_PORT: Port = 22;
+
+async fn run_netns(
+    config: &BlastConfig,
+    path: WanPath,
+    stop: watch::Receiver<bool>,
+) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
+    netns::check_requirements()?;
+    let notes = netns::remove_leftovers();
+    let mut hosts = TestHosts::create()?;
+    let control_port = match config.control_port {
+        0 => NETNS_CONTROL_PORT,
+        port => port,
+    };
+    let ruleset = client_ruleset(config, control_port)?;
+    hosts.load_client_rules(&ruleset)?;
+    let emulator_delay = hosts.impair(&path)?;
+    let setup = Setup::new(config);
+
+    // The emulator: a thread in the server namespace with a runtime of its own.
+    let (ready, ready_rx) = tokio::sync::oneshot::channel::<Result<SocketAddr, String>>();
+    let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+    let server_ns = hosts.server_ns.clone();
+    let options = ServerOptions {
+        address: netns::SERVER_ADDR,
+        max_datagrams: config.max_datagrams,
+        delay: emulator_delay,
+    };
+    let (allocator, epoch, capture) = (setup.allocator.clone(), setup.epoch, setup.capture.clone());
+    let server_thread = std::thread::spawn(move || -> HashMap<u32, ServerSession> {
+        let fail = |ready: tokio::sync::oneshot::Sender<_>, e: String| {
+            let _ = ready.send(Err(e));
+            HashMap::new()
+        };
+        if let Err(e) = netns::enter(&server_ns) {
+            return fail(ready, e.to_string());
+        }
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return fail(ready, e.to_string()),
+        };
+        runtime.block_on(async move {
+            match Server::start(allocator, control_port, epoch, options, capture).await {
+                Ok(server) => {
+                    let _ = ready.send(Ok(server.control_addr()));
+                    let _ = finished.await;
+                    server.shutdown().await
+                }
+                Err(e) => fail(ready, e.to_string()),
+            }
+        })
+    });
+    let control = match ready_rx.await {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(e)) => return Err(BlastError::Server(e)),
+        Err(_) => return Err(BlastError::Server("the emulator thread ended".into())),
+    };
+
+    // The clients: a thread in the client namespace; the kernel's ruleset filters them.
+    let client_ns = hosts.client_ns.clone();
+    let client_config = config.clone();
+    let client_setup = (setup.epoch, setup.capture.clone());
+    let client_stop = stop.clone();
+    let clients = tokio::task::spawn_blocking(move || -> Result<Vec<ClientReport>, String> {
+        netns::enter(&client_ns).map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(runtime.block_on(run_clients(
+            &client_config,
+            control,
+            netns::CLIENT_ADDR,
+            emulator_delay,
+            Arc::new(OutboundFilter::new(None)),
+            client_setup,
+            client_stop,
+        )))
+    })
+    .await
+    .map_err(|e| BlastError::Server(e.to_string()))
+    .and_then(|r| r.map_err(BlastError::Server));
+    let _ = finish.send(());
+    let seen = tokio::task::spawn_blocking(move || server_thread.join().unwrap_or_default())
+        .await
+        .unwrap_or_default();
+    let clients = clients?;
+    let interrupted = *stop.borrow();
+    let (mut report, pcap) = assemble(config, "netns", clients, &seen, &setup, interrupted);
+    report.kernel = Some(KernelPath {
+        client_ruleset: ruleset,
+        mechanisms: hosts.mechanisms.clone(),
+        client_namespace: hosts.client_ns.clone(),
+        server_namespace: hosts.server_ns.clone(),
+    });
+    report.notes = notes;
+    drop(hosts);
     Ok((report, pcap))
 }

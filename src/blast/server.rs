@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::capture::Capture;
+use super::delay::DelayLine;
 use crate::model::{AllocatorConfig, Closed, Port, PortAllocator, PortKey, SessionRef};
 use crate::wire::fasp::{
     self, CONTROL_LEN, ControlRepr, MAX_DATAGRAM, MAX_NACK_RANGES, Message, ReceiverStats,
@@ -92,11 +93,15 @@ impl Receiving {
     }
 }
 
-/// Limits the emulator enforces on what clients ask for.
+/// How the emulator runs.
 #[derive(Debug, Clone, Copy)]
-pub struct ServerLimits {
+pub struct ServerOptions {
+    /// The address it listens on (127.0.0.1 on loopback, 198.18.0.1 in its namespace).
+    pub address: Ipv4Addr,
     /// Highest sequence number a session may use (bounds receiver memory).
     pub max_datagrams: u64,
+    /// One-way delay and jitter added to its replies when the kernel cannot (no netem).
+    pub delay: Option<(Duration, Duration)>,
 }
 
 struct Shared {
@@ -105,7 +110,7 @@ struct Shared {
     results: Mutex<HashMap<u32, ServerSession>>,
     rule_key: Box<dyn Fn(u32, u32) -> PortKey + Send + Sync>,
     epoch: Instant,
-    limits: ServerLimits,
+    options: ServerOptions,
     capture: Option<Arc<Capture>>,
 }
 
@@ -130,15 +135,15 @@ pub struct ListenError {
 }
 
 impl Server {
-    /// Starts listening on `127.0.0.1:control_port` (0 picks a free port).
+    /// Starts listening on `options.address:control_port` (0 picks a free port).
     pub async fn start(
         config: AllocatorConfig,
         control_port: Port,
         epoch: Instant,
-        limits: ServerLimits,
+        options: ServerOptions,
         capture: Option<Arc<Capture>>,
     ) -> Result<Self, ListenError> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, control_port))
+        let listener = TcpListener::bind((options.address, control_port))
             .await
             .map_err(|source| ListenError {
                 port: control_port,
@@ -164,7 +169,7 @@ impl Server {
                 })
             }),
             epoch,
-            limits,
+            options,
             capture,
         });
         let accept_shared = Arc::clone(&shared);
@@ -252,7 +257,7 @@ async fn open_port(shared: &Arc<Shared>, key: PortKey) -> Option<Port> {
         if lock(&shared.ports).contains_key(&port) {
             return Some(port);
         }
-        match bind(port).await {
+        match bind(shared.options.address, port).await {
             Ok(socket) => {
                 let (stop, stopped) = watch::channel(false);
                 let handle =
@@ -272,10 +277,10 @@ async fn open_port(shared: &Arc<Shared>, key: PortKey) -> Option<Port> {
 }
 
 /// Binds `port`; a port just closed by its previous key may take a moment to come free.
-async fn bind(port: Port) -> std::io::Result<UdpSocket> {
+async fn bind(address: Ipv4Addr, port: Port) -> std::io::Result<UdpSocket> {
     let mut last = None;
     for _ in 0..20 {
-        match UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).await {
+        match UdpSocket::bind((address, port)).await {
             Ok(socket) => return Ok(socket),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 last = Some(e);
@@ -308,6 +313,14 @@ async fn receive(
     let mut sessions: HashMap<u32, Receiving> = HashMap::new();
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     let mut reply = vec![0u8; 2048];
+    let mut path = Path {
+        socket: Arc::clone(&socket),
+        delay: shared
+            .options
+            .delay
+            .map(|(delay, jitter)| DelayLine::spawn(Arc::clone(&socket), delay, jitter)),
+        local: SocketAddr::from((shared.options.address, port)),
+    };
     loop {
         let (len, peer) = tokio::select! {
             received = socket.recv_from(&mut buffer) => match received {
@@ -326,7 +339,7 @@ async fn receive(
         state.peer = peer;
         let answer = match repr.message {
             Message::Data { payload_len } => {
-                if repr.sequence >= shared.limits.max_datagrams || !state.mark(repr.sequence) {
+                if repr.sequence >= shared.options.max_datagrams || !state.mark(repr.sequence) {
                     continue;
                 }
                 let first = state.first.is_none();
@@ -362,7 +375,7 @@ async fn receive(
             }
             Message::Done { sent, .. } => {
                 // No session can have sent more than the run allows.
-                let sent = sent.min(shared.limits.max_datagrams);
+                let sent = sent.min(shared.options.max_datagrams);
                 state.sent = Some(sent);
                 let mut stats = state.stats;
                 stats.next_expected = stats.next_expected.max(sent);
@@ -372,13 +385,12 @@ async fn receive(
                 let missing = missing_ranges(&state.seen, stats.next_expected);
                 if !missing.is_empty() {
                     send(
-                        &socket,
+                        &mut path,
                         peer,
                         repr.session,
                         Message::Nack { missing },
                         &mut reply,
                         &shared,
-                        port,
                     )
                     .await;
                 }
@@ -390,16 +402,7 @@ async fn receive(
             Message::Nack { .. } | Message::Ack { .. } => None,
         };
         if let Some(message) = answer {
-            send(
-                &socket,
-                peer,
-                repr.session,
-                message,
-                &mut reply,
-                &shared,
-                port,
-            )
-            .await;
+            send(&mut path, peer, repr.session, message, &mut reply, &shared).await;
         }
     }
     let mut results = lock(&shared.results);
@@ -443,14 +446,20 @@ fn missing_ranges(seen: &[u64], end: u64) -> Vec<SeqRange> {
     ranges
 }
 
+/// The server's end of the path: its socket, and the delay line when it adds the delay.
+struct Path {
+    socket: Arc<UdpSocket>,
+    delay: Option<DelayLine>,
+    local: SocketAddr,
+}
+
 async fn send(
-    socket: &UdpSocket,
+    path: &mut Path,
     peer: SocketAddr,
     session: u32,
     message: Message,
     buffer: &mut Vec<u8>,
     shared: &Shared,
-    port: Port,
 ) {
     let repr = Repr {
         session,
@@ -463,13 +472,16 @@ async fn send(
     }
     if let Ok(len) = repr.emit(buffer) {
         if let Some(capture) = &shared.capture {
-            capture.record(
-                SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                peer,
-                &buffer[..len],
-            );
+            capture.record(path.local, peer, &buffer[..len]);
         }
-        let _ = socket.send_to(&buffer[..len], peer).await;
+        match &mut path.delay {
+            Some(line) => {
+                line.send(&buffer[..len], peer);
+            }
+            None => {
+                let _ = path.socket.send_to(&buffer[..len], peer).await;
+            }
+        }
     }
 }
 

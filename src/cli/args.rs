@@ -350,6 +350,32 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_blast_duration)]
     pub handshake_timeout: Option<Duration>,
 
+    /// Where the packets flow: loopback (127.0.0.1, the client firewall modelled in process)
+    /// or netns (two network namespaces, a veth pair and the real nftables ruleset of
+    /// `udprange rules --side client --default-drop`; needs root, ip, nft, tc). Default
+    /// loopback. Example: --backend netns
+    #[arg(long, allow_hyphen_values = true, default_value = "loopback", value_parser = parse_backend)]
+    pub backend: BackendName,
+
+    /// netns only: one-way delay of the WAN path, each direction; none by default.
+    /// Example: --delay 50ms
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
+    pub delay: Option<Duration>,
+
+    /// netns only: jitter of that delay (uniform, ±); none by default. Example: --jitter 5ms
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
+    pub jitter: Option<Duration>,
+
+    /// netns only: datagrams lost on the path, each direction; none by default.
+    /// Example: --loss 0.5%
+    #[arg(long, allow_hyphen_values = true, value_name = "P", value_parser = parse_probability)]
+    pub loss: Option<Probability>,
+
+    /// netns only: bandwidth of the path, each direction; unlimited by default.
+    /// Example: --bandwidth 200Mbit
+    #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
+    pub bandwidth: Option<Bitrate>,
+
     /// Also write the traffic as a pcap file (Ethernet/IPv4/UDP); none by default.
     /// Example: --pcap blast.pcap
     #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
@@ -367,6 +393,29 @@ pub struct BlastArgs {
     /// Output format: text, json (one object) or csv (the session table). Example: --format json
     #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
     pub format: Format,
+}
+
+/// `blast --backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendName {
+    Loopback,
+    Netns,
+}
+
+fn parse_backend(text: &str) -> Result<BackendName, String> {
+    match text.trim() {
+        "loopback" => Ok(BackendName::Loopback),
+        "netns" => Ok(BackendName::Netns),
+        _ => Err(format!("unknown backend '{text}' (loopback, netns)")),
+    }
+}
+
+fn parse_wan_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.as_secs_f64() > 10.0 {
+        return Err(format!("'{text}' is above 10s"));
+    }
+    Ok(d)
 }
 
 fn parse_clients(text: &str) -> Result<u32, String> {

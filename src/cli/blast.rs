@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
+use super::args::BackendName;
 use super::args::BlastArgs;
 use super::output::OutputFile;
 use super::{EXIT_FAILED, EXIT_OK, Outcome, UsageError};
-use crate::blast::{self, BlastConfig};
+use crate::blast::netns::WanPath;
+use crate::blast::{self, Backend, BlastConfig};
 use crate::report::Export;
 use crate::scenario::Scenario;
 
@@ -62,6 +64,31 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
     if args.pcap.is_some() {
         config.pcap_limit = args.pcap_limit.max(1);
     }
+    let wan = WanPath {
+        delay: args.delay.map(seconds),
+        jitter: args.jitter.map(seconds),
+        loss: args.loss.map(|p| p.value()),
+        bandwidth_bps: args.bandwidth.map(|b| b.bits_per_second() as u64),
+    };
+    config.backend = match args.backend {
+        BackendName::Netns => Backend::Netns(wan),
+        BackendName::Loopback => {
+            let given = [
+                ("--delay", args.delay.is_some()),
+                ("--jitter", args.jitter.is_some()),
+                ("--loss", args.loss.is_some()),
+                ("--bandwidth", args.bandwidth.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(UsageError::flag(
+                    flag,
+                    "",
+                    "shapes the WAN path of --backend netns; loopback has none",
+                ));
+            }
+            Backend::Loopback
+        }
+    };
     Ok(config)
 }
 

@@ -17,8 +17,8 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 pub use args::{
-    BlastArgs, CheckArgs, Cli, Command, MergeArgs, PlanArgs, RulesArgs, SimulateArgs, SizingArgs,
-    ThreadsArg,
+    BackendName, BlastArgs, CheckArgs, Cli, Command, MergeArgs, PlanArgs, RulesArgs, SimulateArgs,
+    SizingArgs, ThreadsArg,
 };
 pub use output::OutputFile;
 

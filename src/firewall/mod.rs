@@ -153,6 +153,14 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// One host.
+    pub fn host(addr: IpAddr) -> Self {
+        Self {
+            addr,
+            prefix: Self::max_prefix(addr),
+        }
+    }
+
     pub fn is_ipv6(&self) -> bool {
         self.addr.is_ipv6()
     }

@@ -50,7 +50,39 @@ impl Export for BlastReport {
             .verdict
             .allowed
             .map_or("every UDP port".to_string(), |r| format!("UDP {r}"));
-        let _ = writeln!(out, "firewall   the client allows outbound {allowed}");
+        let enforced = if self.kernel.is_some() {
+            "nftables in the client namespace"
+        } else {
+            "modelled in process"
+        };
+        let _ = writeln!(
+            out,
+            "firewall   the client allows outbound {allowed} ({enforced})"
+        );
+        if let Some(kernel) = &self.kernel {
+            let _ = writeln!(
+                out,
+                "hosts      client namespace {}, server namespace {} (veth, 198.18.0.0/15)",
+                kernel.client_namespace, kernel.server_namespace
+            );
+            let m = &kernel.mechanisms;
+            for (what, how) in [
+                ("delay", &m.delay),
+                ("loss", &m.loss),
+                ("bandwidth", &m.bandwidth),
+            ] {
+                if let Some(how) = how {
+                    let _ = writeln!(out, "wan        {what}: {how}");
+                }
+            }
+            let _ = writeln!(out, "ruleset in force in the client namespace:");
+            for line in kernel.client_ruleset.lines() {
+                let _ = writeln!(out, "  | {line}");
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "note       {note}");
+        }
         if self.interrupted {
             let _ = writeln!(
                 out,
