@@ -105,6 +105,9 @@ pub struct ServerOptions {
 }
 
 struct Shared {
+    /// Held while a port is opened (acquired and bound) or closed (released and its
+    /// receiver stopped), so that two sessions of one key never race to bind its port.
+    port_changes: tokio::sync::Mutex<()>,
     allocator: Mutex<PortAllocator>,
     ports: Mutex<HashMap<Port, PortTask>>,
     results: Mutex<HashMap<u32, ServerSession>>,
@@ -159,6 +162,7 @@ impl Server {
             source: std::io::Error::other(e.to_string()),
         })?;
         let shared = Arc::new(Shared {
+            port_changes: tokio::sync::Mutex::new(()),
             allocator: Mutex::new(allocator),
             ports: Mutex::new(HashMap::new()),
             results: Mutex::new(HashMap::new()),
@@ -252,6 +256,7 @@ async fn serve_control(mut stream: TcpStream, shared: Arc<Shared>) {
 /// Gives `key` a port and makes sure a receiver listens on it. A port another process
 /// holds is kept out of use for the rest of the run, as a server would skip it.
 async fn open_port(shared: &Arc<Shared>, key: PortKey) -> Option<Port> {
+    let _changing = shared.port_changes.lock().await;
     for _ in 0..64 {
         let port = lock(&shared.allocator).acquire(key).ok()?;
         if lock(&shared.ports).contains_key(&port) {
@@ -293,6 +298,7 @@ async fn bind(address: Ipv4Addr, port: Port) -> std::io::Result<UdpSocket> {
 }
 
 async fn close_port(shared: &Arc<Shared>, key: PortKey) {
+    let _changing = shared.port_changes.lock().await;
     let closed = lock(&shared.allocator).release(key);
     if let Ok(Closed::Freed { port }) = closed {
         let task = lock(&shared.ports).remove(&port);
