@@ -3,7 +3,9 @@
 //! - `codec`: emitting and parsing one 1472-byte DATA datagram.
 //! - `loopback_receive_1472B`: time to *receive* one million 1472-byte datagrams (criterion's
 //!   throughput is received datagrams per second): `udprange blast` with 64 unpaced sessions
-//!   on 64 ports, and `iperf3 -u -b 0 -l 1472 -P 4` on the same machine in the same run.
+//!   on 64 ports on loopback and (as root, with ip/nft/tc) through two network namespaces,
+//!   a veth pair and the client's nftables ruleset, and `iperf3 -u -b 0 -l 1472 -P 4` on the
+//!   same machine in the same run.
 //!   Each run also prints its loss.
 //!
 //! `cargo bench --bench blast` (needs iperf3 for the comparison; it says so when missing).
@@ -13,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use udprange::blast::{self, BlastConfig};
+use udprange::blast::{self, Backend, BlastConfig};
 use udprange::model::{PortRange, ServerOs};
 use udprange::wire::fasp::{self, Message, Repr};
 
@@ -44,9 +46,10 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
-/// One blast run: (received datagrams, elapsed, loss fraction).
-fn blast_once(runtime: &tokio::runtime::Runtime) -> (u64, Duration, f64) {
+/// One blast run: (received datagrams, elapsed, loss fraction, goodput bit/s).
+fn blast_once(runtime: &tokio::runtime::Runtime, backend: Backend) -> (u64, Duration, f64, f64) {
     let config = BlastConfig {
+        backend,
         os: ServerOs::Windows,
         base_port: 62001,
         allowed: PortRange::new(62001, 62064).ok(),
@@ -65,7 +68,12 @@ fn blast_once(runtime: &tokio::runtime::Runtime) -> (u64, Duration, f64) {
     let sent: u64 = report.sessions.iter().map(|s| s.sent).sum();
     let received = report.received_datagrams;
     let loss = 1.0 - received as f64 / sent.max(1) as f64;
-    (received, Duration::from_secs_f64(report.elapsed_s), loss)
+    (
+        received,
+        Duration::from_secs_f64(report.elapsed_s),
+        loss,
+        report.goodput_bps,
+    )
 }
 
 /// One iperf3 run: (received datagrams, elapsed, loss fraction), or None without iperf3.
@@ -122,21 +130,30 @@ fn loopback(c: &mut Criterion) {
     group.warm_up_time(Duration::from_millis(100));
     group.measurement_time(Duration::from_secs(15));
     group.throughput(Throughput::Elements(UNIT));
-    group.bench_function("udprange blast, 64 sessions on 64 ports, unpaced", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (received, elapsed, loss) = blast_once(&runtime);
-                eprintln!(
-                    "  blast: {:.0} datagrams/s received, loss {:.3} %",
-                    received as f64 / elapsed.as_secs_f64(),
-                    loss * 100.0
-                );
-                total += per_unit(received, elapsed);
-            }
-            total
-        })
-    });
+    let mut backends = vec![("loopback", Backend::Loopback)];
+    match udprange::blast::netns::check_requirements() {
+        Ok(()) => backends.push(("netns: veth + nftables", Backend::Netns(Default::default()))),
+        Err(e) => eprintln!("SKIPPED (not a measurement): {e}"),
+    }
+    for (name, backend) in backends {
+        let label = format!("udprange blast {name}, 64 sessions on 64 ports, unpaced");
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (received, elapsed, loss, goodput) = blast_once(&runtime, backend);
+                    eprintln!(
+                        "  blast {name}: {:.0} datagrams/s received, goodput {:.0} Mbit/s, loss {:.3} %",
+                        received as f64 / elapsed.as_secs_f64(),
+                        goodput / 1e6,
+                        loss * 100.0
+                    );
+                    total += per_unit(received, elapsed);
+                }
+                total
+            })
+        });
+    }
     if iperf3_once(5201).is_none() {
         eprintln!("SKIPPED (not a measurement): iperf3 is not installed, no comparison");
     } else {
