@@ -331,6 +331,11 @@ impl Sender {
                 }
             }
             Message::Nack { missing } => {
+                // A NACK proves the path as well as an ACK does.
+                if !*acked {
+                    *acked = true;
+                    report.handshake = Some(start.elapsed());
+                }
                 for range in missing {
                     let end = range
                         .first

@@ -7,8 +7,9 @@
 //! closes it, the key gives its port back, and the port's socket closes with its last key.
 //!
 //! Each bound port has one receiver task. It acknowledges a session's first datagram (the
-//! proof that the UDP path works), records what arrives, asks for gaps with NACKs, and answers
-//! DONE with the final statistics. Its per-session results stay in the emulator for the report.
+//! proof that the UDP path works) and every 128th after it, in case an acknowledgement is
+//! lost; it records what arrives, asks for gaps with NACKs, and answers DONE with the final
+//! statistics. Its per-session results stay in the emulator for the report.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -28,6 +29,9 @@ use crate::wire::fasp::{
     self, CONTROL_LEN, ControlRepr, MAX_DATAGRAM, MAX_NACK_RANGES, Message, ReceiverStats,
     RefusedReason, Repr, SeqRange, flags,
 };
+
+/// Distinct datagrams between two acknowledgements of a session's path.
+const ACK_EVERY: u64 = 128;
 
 /// What the server saw of one session.
 #[derive(Debug, Clone)]
@@ -196,6 +200,9 @@ impl Server {
     /// Stops every task, closes every socket and returns what each session's receiver saw.
     pub async fn shutdown(self) -> HashMap<u32, ServerSession> {
         self.accept.abort();
+        // A session closing right now finishes first: its receiver's results land before
+        // they are taken.
+        let _changing = self.shared.port_changes.lock().await;
         let tasks: Vec<PortTask> = lock(&self.shared.ports).drain().map(|(_, t)| t).collect();
         for task in tasks {
             let _ = task.stop.send(true);
@@ -366,14 +373,16 @@ async fn receive(
                         .unwrap_or(u32::MAX),
                 };
                 state.stats.next_expected = state.stats.next_expected.max(repr.sequence + 1);
-                if first {
+                // The first datagram is acknowledged, and every ACK_EVERY-th after it, so a
+                // lost acknowledgement does not fail a working session.
+                if gap {
+                    Some(Message::Nack {
+                        missing: vec![missing],
+                    })
+                } else if first || state.stats.received % ACK_EVERY == 0 {
                     Some(Message::Ack {
                         flags: flags::HANDSHAKE,
                         stats: state.stats,
-                    })
-                } else if gap {
-                    Some(Message::Nack {
-                        missing: vec![missing],
                     })
                 } else {
                     None
