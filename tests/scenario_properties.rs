@@ -98,7 +98,7 @@ proptest! {
             for n in [1, slots / 3, slots / 2, slots - 1, slots, slots + 2] {
                 let Ok(range) = PortRange::from_count(s.server.base_port, n.max(1) as u64) else { continue };
                 let explicit = run(&s, RunSpec { allowed: Some(range), series: false }, replication_rng(s.seed, result.replication));
-                prop_assert_eq!(result.with_ports(n.max(1)), explicit.groups[0], "n = {}", n);
+                prop_assert_eq!(result.with_ports(n.max(1)), explicit.counts.groups[0], "n = {}", n);
             }
         }
         // More ports never block more, each replication and in the summary.

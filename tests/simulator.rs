@@ -98,7 +98,7 @@ fn one_pass_equals_explicit_runs_on_the_same_stream() {
                 );
                 assert_eq!(
                     result.with_ports(n),
-                    explicit.groups[0],
+                    explicit.counts.groups[0],
                     "{extra} {holding}: replication {} with {n} ports",
                     result.replication
                 );

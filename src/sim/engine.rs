@@ -110,9 +110,9 @@ pub struct Tally {
     pub failed: u64,
 }
 
-/// What one run measured.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunRecord {
+/// The counts of one run, as kept per replication (and in shard files).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunCounts {
     /// Sessions started (first attempts).
     pub sessions: u64,
     /// Sessions that finally failed (blocked or refused on their last attempt).
@@ -123,20 +123,26 @@ pub struct RunRecord {
     pub refused: u64,
     /// Attempts made after a failure.
     pub retried: u64,
-    /// Per client group, index 0 = the default group.
+    /// Per client group, index 0 = the clients on `[client].allowed`.
     pub groups: Vec<Tally>,
+    /// ∫ held ports dt, in port-seconds.
+    pub port_seconds: f64,
+    /// Simulated seconds from the end of the warm-up to the last event.
+    pub duration_s: f64,
+    /// Seconds each server slot (port − base) was held.
+    pub slot_busy: Vec<f64>,
+}
+
+/// What one run measured: its counts, and what the sweep over range sizes reads off it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunRecord {
+    pub counts: RunCounts,
     /// First attempts by the server slot they got (port − base); refused ones are not here.
     pub first_slots: Vec<u64>,
     /// First attempts refused by the server.
     pub first_refused: u64,
     /// Highest port handed out (0 when none was).
     pub peak_port: Port,
-    /// Simulated time from the end of the warm-up to the last event.
-    pub end: SimTime,
-    /// ∫ held ports dt, in port-seconds.
-    pub port_seconds: f64,
-    /// Seconds each slot was held.
-    pub slot_busy: Vec<f64>,
     pub series: Option<OccupancySeries>,
 }
 
@@ -264,7 +270,10 @@ impl<'a, P: PortTable> Engine<'a, P> {
                 scenario.workload.warmup.map_or(0.0, |w| w.as_secs_f64()),
             ),
             record: RunRecord {
-                groups: vec![Tally::default(); scenario.client.groups.len() + 1],
+                counts: RunCounts {
+                    groups: vec![Tally::default(); scenario.client.groups.len() + 1],
+                    ..RunCounts::default()
+                },
                 series: spec.series.then(OccupancySeries::default),
                 ..RunRecord::default()
             },
@@ -348,7 +357,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
                 Event::End { session } => self.end(session),
                 Event::Retry { session } => {
                     if self.sessions[session as usize].counted {
-                        self.record.retried += 1;
+                        self.record.counts.retried += 1;
                     }
                     self.attempt(session);
                 }
@@ -361,9 +370,9 @@ impl<'a, P: PortTable> Engine<'a, P> {
                 }
             }
         }
-        self.record.end = self.queue.now().since(self.warmup);
-        self.record.port_seconds = self.port_nanos as f64 / 1e9;
-        self.record.slot_busy = self
+        self.record.counts.duration_s = self.queue.now().since(self.warmup).as_secs_f64();
+        self.record.counts.port_seconds = self.port_nanos as f64 / 1e9;
+        self.record.counts.slot_busy = self
             .slot_busy_nanos
             .iter()
             .map(|&ns| ns as f64 / 1e9)
@@ -403,8 +412,8 @@ impl<'a, P: PortTable> Engine<'a, P> {
         let counted = self.queue.now() >= self.warmup;
         if counted {
             self.started += 1;
-            self.record.sessions += 1;
-            self.record.groups[group].sessions += 1;
+            self.record.counts.sessions += 1;
+            self.record.counts.groups[group].sessions += 1;
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -449,7 +458,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
         self.sessions[id as usize].attempt += 1;
         let Some(port) = self.ports.acquire(session.key) else {
             if session.counted {
-                self.record.refused += 1;
+                self.record.counts.refused += 1;
             }
             if first && session.counted {
                 self.record.first_refused += 1;
@@ -482,7 +491,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
                 .schedule_in(session.holding, Event::End { session: id });
         } else {
             if session.counted {
-                self.record.blocked += 1;
+                self.record.counts.blocked += 1;
             }
             self.queue
                 .schedule_in(self.handshake, Event::End { session: id });
@@ -547,8 +556,8 @@ impl<'a, P: PortTable> Engine<'a, P> {
             return;
         }
         if session.counted {
-            self.record.failed += 1;
-            self.record.groups[session.group].failed += 1;
+            self.record.counts.failed += 1;
+            self.record.counts.groups[session.group].failed += 1;
         }
         // A closed source whose session the server refused waits the handshake timeout
         // (as a blocked one did) before it thinks and starts the next.

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use engine::{RunRecord, RunSpec, Tally, run};
+pub use engine::{RunCounts, RunRecord, RunSpec, Tally, run};
 pub use part::{MergeError, PART_FORMAT, Part, merge};
 pub use queue::{EventQueue, InThePast};
 pub use sample::{SimRng, replication_rng};
@@ -131,39 +131,6 @@ impl std::str::FromStr for Shard {
 impl std::fmt::Display for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-/// Counts of one run, as kept per replication.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunCounts {
-    pub sessions: u64,
-    pub failed: u64,
-    pub blocked: u64,
-    pub refused: u64,
-    pub retried: u64,
-    /// Per client group, index 0 = the clients on `[client].allowed`.
-    pub groups: Vec<Tally>,
-    /// ∫ held ports dt (port-seconds) and the simulated span (seconds).
-    pub port_seconds: f64,
-    pub duration_s: f64,
-    /// Seconds each server slot (port − base) was held.
-    pub slot_busy: Vec<f64>,
-}
-
-impl From<&RunRecord> for RunCounts {
-    fn from(r: &RunRecord) -> Self {
-        Self {
-            sessions: r.sessions,
-            failed: r.failed,
-            blocked: r.blocked,
-            refused: r.refused,
-            retried: r.retried,
-            groups: r.groups.clone(),
-            port_seconds: r.port_seconds,
-            duration_s: r.end.as_secs_f64(),
-            slot_busy: r.slot_busy.clone(),
-        }
     }
 }
 
@@ -300,7 +267,7 @@ fn simulate_in_pool(scenario: &Scenario, options: Options) -> Vec<ReplicationRes
             .map(|(u, _)| {
                 (1..peak_slots(u))
                     .map(|n| Tally {
-                        sessions: u.groups[0].sessions,
+                        sessions: u.counts.groups[0].sessions,
                         failed: u.failed_if_limited(n),
                     })
                     .collect()
@@ -324,7 +291,7 @@ fn simulate_in_pool(scenario: &Scenario, options: Options) -> Vec<ReplicationRes
                         replication_rng(seed, reps[i]),
                     );
                     tick();
-                    record.groups[0]
+                    record.counts.groups[0]
                 })
                 .collect();
             let mut curves = vec![Vec::new(); first.len()];
@@ -338,20 +305,22 @@ fn simulate_in_pool(scenario: &Scenario, options: Options) -> Vec<ReplicationRes
     reps.iter()
         .zip(first)
         .zip(curves)
-        .map(|((&replication, (mut unconstrained, configured)), curve)| {
-            let series = match &configured {
-                Some(c) => c.series.clone(),
-                None => unconstrained.series.take(),
-            };
-            ReplicationResult {
-                replication,
-                peak_port: unconstrained.peak_port,
-                curve,
-                unconstrained: RunCounts::from(&unconstrained),
-                configured: configured.as_ref().map(RunCounts::from),
-                series,
-            }
-        })
+        .map(
+            |((&replication, (mut unconstrained, mut configured)), curve)| {
+                let series = match &mut configured {
+                    Some(c) => c.series.take(),
+                    None => unconstrained.series.take(),
+                };
+                ReplicationResult {
+                    replication,
+                    peak_port: unconstrained.peak_port,
+                    curve,
+                    unconstrained: unconstrained.counts,
+                    configured: configured.map(|c| c.counts),
+                    series,
+                }
+            },
+        )
         .collect()
 }
 
