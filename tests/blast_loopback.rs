@@ -4,18 +4,11 @@
 
 use std::time::Duration;
 
-use udprange::blast::{self, BlastConfig, BlastReport, Outcome};
+use udprange::blast::{BlastConfig, BlastReport, Outcome};
 use udprange::model::{PortRange, ServerOs};
 
-fn run(config: &BlastConfig) -> BlastReport {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    runtime.block_on(blast::run(config, stopped)).unwrap().0
-}
+mod common;
+use common::run_blast as run;
 
 fn config(os: ServerOs, base: u16, allowed_ports: u64, clients: u32, accounts: u32) -> BlastConfig {
     BlastConfig {

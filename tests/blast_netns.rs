@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use udprange::blast::netns::{self, TestHosts, WanPath};
-use udprange::blast::{self, Backend, BlastConfig, BlastReport, Outcome};
+use udprange::blast::{Backend, BlastConfig, BlastReport, Outcome};
 use udprange::scenario::{SEED_EXAMPLE, Scenario};
 use udprange::sim::{Context, Options, simulate, summarize};
 
@@ -28,15 +28,8 @@ fn kernel_path_available() -> bool {
     }
 }
 
-fn run(config: &BlastConfig) -> BlastReport {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    runtime.block_on(blast::run(config, stopped)).unwrap().0
-}
+mod common;
+use common::run_blast as run;
 
 /// The seed example with two clients too many, short.
 fn seed_with_twelve(backend: Backend) -> BlastConfig {
