@@ -1,7 +1,7 @@
 //! `--pcap`: the synthetic traffic as Ethernet/IPv4/UDP frames with valid checksums, built
 //! with `pnet_packet`, kept in memory up to a limit and written whole at the end.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -123,15 +123,14 @@ impl Capture {
     }
 }
 
-/// The loopback address the tool may send to.
-pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use pnet_packet::Packet;
     use pnet_packet::ipv4::Ipv4Packet;
     use pnet_packet::udp::UdpPacket;
+
+    const LOOPBACK: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
 
     #[test]
     fn frames_carry_valid_checksums() {
