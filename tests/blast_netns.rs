@@ -184,7 +184,10 @@ fn nothing_is_left_behind() {
     let hosts = TestHosts::create().unwrap();
     let names = (hosts.client_ns.clone(), hosts.server_ns.clone());
     assert!(netns::exists(&names.0) && netns::exists(&names.1));
-    let failed = hosts.load_client_rules("table inet broken { chain nope { bogus } }");
+    let failed = hosts.load_rules(
+        &hosts.client_ns,
+        "table inet broken { chain nope { bogus } }",
+    );
     assert!(failed.is_err());
     drop(hosts);
     assert!(!netns::exists(&names.0) && !netns::exists(&names.1));

@@ -403,6 +403,8 @@ async fn run_clients(
 pub struct KernelPath {
     /// The nftables ruleset that was in force in the client namespace.
     pub client_ruleset: String,
+    /// The server's inbound ruleset, in force in the server namespace.
+    pub server_ruleset: String,
     /// Which mechanism carried each impairment of the WAN path.
     pub mechanisms: Mechanisms,
     pub client_namespace: String,
@@ -507,20 +509,23 @@ async fn run_loopback(
     ))
 }
 
-/// The client firewall as `udprange rules --syntax nftables --side client --default-drop`
-/// prints it for this run: the same code path.
-pub fn client_ruleset(config: &BlastConfig, control_port: Port) -> Result<String, BlastError> {
+/// A host's firewall for this run as `udprange rules --syntax nftables --side SIDE
+/// --default-drop --peer OTHER-HOST` prints it: the same code path.
+pub fn ruleset(config: &BlastConfig, control_port: Port, side: Side) -> Result<String, BlastError> {
     let udp = config
         .allowed
         .or_else(|| PortRange::new(config.base_port, config.max_port).ok())
         .ok_or_else(|| BlastError::Server("no UDP range to allow".into()))?;
-    let openings = Requirements::new(control_port, udp, false).openings(Side::Client);
-    let mut set = RuleSet::new(Side::Client, openings);
-    set.peer = Some(Peer::host(IpAddr::V4(netns::SERVER_ADDR)));
+    let (peer, role) = match side {
+        Side::Client => (netns::SERVER_ADDR, "client firewall, outbound to"),
+        Side::Server => (netns::CLIENT_ADDR, "server firewall, inbound from"),
+    };
+    let openings = Requirements::new(control_port, udp, false).openings(side);
+    let mut set = RuleSet::new(side, openings);
+    set.peer = Some(Peer::host(IpAddr::V4(peer)));
     set.default_drop = true;
     set.header = vec![format!(
-        "udprange blast --backend netns: client firewall, UDP {udp} to {}",
-        netns::SERVER_ADDR
+        "udprange blast --backend netns: {role} {peer}, UDP {udp}"
     )];
     rules::render(&set, Syntax::Nftables).map_err(|e| BlastError::Server(e.to_string()))
 }
@@ -540,8 +545,10 @@ async fn run_netns(
         0 => NETNS_CONTROL_PORT,
         port => port,
     };
-    let ruleset = client_ruleset(config, control_port)?;
-    hosts.load_client_rules(&ruleset)?;
+    let client_ruleset = ruleset(config, control_port, Side::Client)?;
+    hosts.load_rules(&hosts.client_ns, &client_ruleset)?;
+    let server_ruleset = ruleset(config, control_port, Side::Server)?;
+    hosts.load_rules(&hosts.server_ns, &server_ruleset)?;
     let emulator_delay = hosts.impair(&path)?;
     let setup = Setup::new(config);
 
@@ -620,7 +627,8 @@ async fn run_netns(
     let interrupted = *stop.borrow();
     let (mut report, pcap) = assemble(config, "netns", clients, &seen, &setup, interrupted);
     report.kernel = Some(KernelPath {
-        client_ruleset: ruleset,
+        client_ruleset,
+        server_ruleset,
         mechanisms: hosts.mechanisms.clone(),
         client_namespace: hosts.client_ns.clone(),
         server_namespace: hosts.server_ns.clone(),

@@ -1,6 +1,6 @@
 //! Test hosts for the `netns` backend: a client and a server network namespace joined by a
-//! veth pair, addresses from the benchmarking range 198.18.0.0/15, a real nftables ruleset on
-//! the client, and the WAN path's impairments from the kernel where it has them.
+//! veth pair, addresses from the benchmarking range 198.18.0.0/15, real nftables rulesets on
+//! both hosts, and the WAN path's impairments from the kernel where it has them.
 //!
 //! Everything is created with `ip`, `nft` and `tc` (iproute2, nftables) and removed when the
 //! [`TestHosts`] value is dropped — at the end, on error, on panic (unwinding) and after
@@ -191,10 +191,10 @@ impl TestHosts {
         Ok(hosts)
     }
 
-    /// Loads an nftables ruleset into the client namespace, atomically (`nft -f`).
-    pub fn load_client_rules(&self, ruleset: &str) -> Result<(), NetnsError> {
+    /// Loads an nftables ruleset into one of the namespaces, atomically (`nft -f`).
+    pub fn load_rules(&self, namespace: &str, ruleset: &str) -> Result<(), NetnsError> {
         run(
-            Command::new("ip").args(["netns", "exec", &self.client_ns, "nft", "-f", "-"]),
+            Command::new("ip").args(["netns", "exec", namespace, "nft", "-f", "-"]),
             Some(ruleset),
         )
         .map(|_| ())

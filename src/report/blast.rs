@@ -75,9 +75,14 @@ impl Export for BlastReport {
                     let _ = writeln!(out, "wan        {what}: {how}");
                 }
             }
-            let _ = writeln!(out, "ruleset in force in the client namespace:");
-            for line in kernel.client_ruleset.lines() {
-                let _ = writeln!(out, "  | {line}");
+            for (host, rules) in [
+                ("client", &kernel.client_ruleset),
+                ("server", &kernel.server_ruleset),
+            ] {
+                let _ = writeln!(out, "ruleset in force in the {host} namespace:");
+                for line in rules.lines() {
+                    let _ = writeln!(out, "  | {line}");
+                }
             }
         }
         for note in &self.notes {
