@@ -55,7 +55,7 @@ proptest! {
 }
 
 /// A small random per-session scenario: Poisson load, any holding distribution, occupied
-/// ports, a cap, linger.
+/// ports, a cap, linger, transfers of one to three sessions.
 fn per_session_scenario() -> impl Strategy<Value = String> {
     (
         1u32..40,
@@ -69,15 +69,16 @@ fn per_session_scenario() -> impl Strategy<Value = String> {
         proptest::option::of(33005u16..33040),
         proptest::option::of(0u32..3000),
         any::<u64>(),
+        1u32..4,
     )
-        .prop_map(|(rate, holding, occupied, cap, linger_ms, seed)| {
+        .prop_map(|(rate, holding, occupied, cap, linger_ms, seed, per_transfer)| {
             let occupied: Vec<String> = occupied.iter().map(ToString::to_string).collect();
             let cap = cap.map_or(String::new(), |c| format!("max_port = {}\n", c.max(33021)));
             let linger = linger_ms.map_or(String::new(), |ms| format!("linger = \"{ms}ms\"\n"));
             format!(
                 "name = \"prop\"\nseed = {seed}\n[server]\nos = \"windows\"\noccupied = [{}]\n{cap}{linger}\
                  [workload]\narrivals = \"poisson\"\nrate = \"{rate}/s\"\nholding = {holding}\n\
-                 sessions = 1500\nreplications = 2\n",
+                 sessions_per_transfer = {per_transfer}\nsessions = 1500\nreplications = 2\n",
                 occupied.join(", ")
             )
         })

@@ -162,6 +162,32 @@ fn closed_ten_concurrent_on_windows_needs_exactly_33001_33010() {
     assert_eq!(configured.blocking, 0.0);
 }
 
+/// Multi-session transfers: four transfers of three sessions always running on windows take
+/// exactly twelve ports; on macOS a transfer's sessions share their account's port.
+#[test]
+fn multi_session_transfers_take_a_port_per_session_by_the_os_rule() {
+    let text = udprange::scenario::SEED_EXAMPLE.replace(
+        "concurrent = 10",
+        "concurrent = 4\nsessions_per_transfer = 3",
+    );
+    let windows = summary(&scenario(&text));
+    let recommended = windows.recommended.expect("a recommendation");
+    assert_eq!((recommended.first, recommended.last), (33001, 33012));
+    assert_eq!(windows.counts.sessions, 3 * windows.counts.transfers);
+    // With 33001-33010 open, two sessions of some transfer always fail.
+    assert!(windows.counts.transfers_failed > 0);
+    assert!(windows.counts.transfers_failed <= windows.counts.failed);
+
+    let macos = text.replace("os = \"windows\"", "os = \"macos\"").replace(
+        "sessions_per_transfer = 3",
+        "sessions_per_transfer = 3\naccounts = 4",
+    );
+    let macos = summary(&scenario(&macos));
+    let recommended = macos.recommended.expect("a recommendation");
+    assert_eq!((recommended.first, recommended.last), (33001, 33004));
+    assert_eq!(macos.counts.transfers_failed, 0);
+}
+
 /// Occupied ports inside the range push the recommended range's end further.
 #[test]
 fn occupied_ports_shift_the_range() {

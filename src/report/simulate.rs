@@ -79,6 +79,13 @@ impl Export for Summary {
             "sessions: {} ok, {} failed of {}; attempts: {} blocked by the client firewall, {} refused by the server, {} retries",
             n.ok, n.failed, n.sessions, n.blocked, n.refused, n.retried
         );
+        if c.sessions_per_transfer > 1 {
+            let _ = writeln!(
+                out,
+                "transfers of {} sessions: {} of {} had a session fail",
+                c.sessions_per_transfer, n.transfers_failed, n.transfers
+            );
+        }
         if let Some(configured) = &self.configured {
             let _ = writeln!(out, "\nas configured:");
             let _ = writeln!(

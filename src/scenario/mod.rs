@@ -196,6 +196,8 @@ pub struct Workload {
     pub holding: Holding,
     /// Sessions belong to this many accounts, chosen uniformly (closed: source `i` → `i mod accounts`).
     pub accounts: u64,
+    /// Sessions each transfer opens at once (multi-session transfers); 1 by default.
+    pub sessions_per_transfer: u32,
     pub stop: Stop,
     /// Sessions starting before this are simulated but not counted (the system fills up).
     pub warmup: Option<Duration>,

@@ -26,6 +26,7 @@ const MAX_REPLICATIONS: u32 = 100_000;
 const MAX_SESSIONS: u64 = 10_000_000_000;
 const MAX_HORIZON_S: f64 = 10.0 * 365.0 * 86400.0;
 const MAX_CONCURRENT: u64 = 1_000_000;
+const MAX_SESSIONS_PER_TRANSFER: u32 = 64;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +90,7 @@ struct RawWorkload {
     think: Option<Spanned<RawHolding>>,
     holding: Option<Spanned<RawHolding>>,
     accounts: Option<Spanned<u64>>,
+    sessions_per_transfer: Option<Spanned<u32>>,
     sessions: Option<Spanned<u64>>,
     horizon: Option<Spanned<Duration>>,
     warmup: Option<Duration>,
@@ -693,10 +695,22 @@ fn workload(
         }
     };
     let warmup = w.warmup.filter(|d| d.as_secs_f64() > 0.0);
+    let sessions_per_transfer = match &w.sessions_per_transfer {
+        Some(k) if !(1..=MAX_SESSIONS_PER_TRANSFER).contains(k.get_ref()) => {
+            return Err(at.error(
+                k.span(),
+                "workload.sessions_per_transfer",
+                format!("must be 1 to {MAX_SESSIONS_PER_TRANSFER}"),
+            ));
+        }
+        Some(k) => *k.get_ref(),
+        None => 1,
+    };
     Ok(Workload {
         arrivals,
         holding,
         accounts,
+        sessions_per_transfer,
         stop,
         warmup,
         replications,

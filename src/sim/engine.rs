@@ -125,6 +125,10 @@ pub struct RunCounts {
     pub retried: u64,
     /// Per client group, index 0 = the clients on `[client].allowed`.
     pub groups: Vec<Tally>,
+    /// Transfers started (one per arrival; each opens `sessions_per_transfer` sessions).
+    pub transfers: u64,
+    /// Transfers with at least one session that finally failed.
+    pub transfers_failed: u64,
     /// ∫ held ports dt, in port-seconds.
     pub port_seconds: f64,
     /// Simulated seconds from the end of the warm-up to the last event.
@@ -197,9 +201,24 @@ struct Session {
     group: GroupIndex,
     attempt: u32,
     holding: SimTime,
-    source: Option<u32>,
+    /// Index into `Engine::transfers`.
+    transfer: u32,
     /// Started after the warm-up: its outcome is counted.
     counted: bool,
+}
+
+/// A transfer: `sessions_per_transfer` sessions opened at once by one client.
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    /// Sessions not yet over.
+    remaining: u32,
+    /// Some session of it finally failed.
+    failed: bool,
+    /// The closed-workload source that started it.
+    source: Option<u32>,
+    counted: bool,
+    /// How long its source waits after it before thinking (see `failed`).
+    wait: SimTime,
 }
 
 struct Engine<'a, P> {
@@ -211,8 +230,11 @@ struct Engine<'a, P> {
     vacant: Vec<u32>,
     lingering: Vec<Linger>,
     vacant_lingering: Vec<u32>,
+    transfers: Vec<Transfer>,
+    vacant_transfers: Vec<u32>,
+    sessions_per_transfer: u32,
     next_id: u64,
-    /// Counted sessions started so far.
+    /// Counted transfers (arrivals) started so far.
     started: u64,
     warmup: SimTime,
     record: RunRecord,
@@ -264,6 +286,9 @@ impl<'a, P: PortTable> Engine<'a, P> {
             vacant: Vec::new(),
             lingering: Vec::new(),
             vacant_lingering: Vec::new(),
+            transfers: Vec::new(),
+            vacant_transfers: Vec::new(),
+            sessions_per_transfer: scenario.workload.sessions_per_transfer.max(1),
             next_id: 0,
             started: 0,
             warmup: SimTime::from_secs_f64(
@@ -329,9 +354,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
                     if !self.may_start(now) {
                         continue;
                     }
-                    let id =
-                        self.new_session(arrival.account, arrival.group, arrival.holding, None);
-                    self.attempt(id);
+                    self.start_transfer(arrival.account, arrival.group, arrival.holding, None);
                     if let Some(arrivals) = &mut open {
                         pending = arrivals.next(&mut self.rng);
                         if let Some(next) = pending {
@@ -351,8 +374,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
                     let holding = self.holding.sample(&mut self.rng);
                     let account = u64::from(source) % self.scenario.workload.accounts.max(1);
                     let group = self.groups.for_source(u64::from(source), concurrent);
-                    let id = self.new_session(account, group, holding, Some(source));
-                    self.attempt(id);
+                    self.start_transfer(account, group, holding, Some(source));
                 }
                 Event::End { session } => self.end(session),
                 Event::Retry { session } => {
@@ -402,16 +424,51 @@ impl<'a, P: PortTable> Engine<'a, P> {
         self.last_change = now;
     }
 
-    fn new_session(
+    /// Opens a transfer's sessions, one after another at this instant.
+    fn start_transfer(
         &mut self,
         account: u64,
         group: GroupIndex,
         holding: SimTime,
         source: Option<u32>,
-    ) -> u32 {
+    ) {
         let counted = self.queue.now() >= self.warmup;
         if counted {
             self.started += 1;
+            self.record.counts.transfers += 1;
+        }
+        let transfer = Transfer {
+            remaining: self.sessions_per_transfer,
+            failed: false,
+            source,
+            counted,
+            wait: SimTime::ZERO,
+        };
+        let transfer = match self.vacant_transfers.pop() {
+            Some(slot) => {
+                self.transfers[slot as usize] = transfer;
+                slot
+            }
+            None => {
+                self.transfers.push(transfer);
+                (self.transfers.len() - 1) as u32
+            }
+        };
+        for _ in 0..self.sessions_per_transfer {
+            let id = self.new_session(account, group, holding, transfer, counted);
+            self.attempt(id);
+        }
+    }
+
+    fn new_session(
+        &mut self,
+        account: u64,
+        group: GroupIndex,
+        holding: SimTime,
+        transfer: u32,
+        counted: bool,
+    ) -> u32 {
+        if counted {
             self.record.counts.sessions += 1;
             self.record.counts.groups[group].sessions += 1;
         }
@@ -428,7 +485,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             group,
             attempt: 0,
             holding,
-            source,
+            transfer,
             counted,
         };
         match self.vacant.pop() {
@@ -559,6 +616,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             self.record.counts.failed += 1;
             self.record.counts.groups[session.group].failed += 1;
         }
+        self.transfers[session.transfer as usize].failed = true;
         // A closed source whose session the server refused waits the handshake timeout
         // (as a blocked one did) before it thinks and starts the next.
         let wait = if refused {
@@ -569,15 +627,34 @@ impl<'a, P: PortTable> Engine<'a, P> {
         self.finish(id, wait);
     }
 
-    /// The session is over; a closed source starts its next one after its think time.
+    /// The session is over. When it was its transfer's last, a closed source starts its next
+    /// transfer after its think time.
     fn finish(&mut self, id: u32, wait: SimTime) {
-        if let Some(source) = self.sessions[id as usize].source {
+        self.vacant.push(id);
+        let index = self.sessions[id as usize].transfer;
+        let transfer = &mut self.transfers[index as usize];
+        transfer.remaining -= 1;
+        transfer.wait = transfer.wait.max(wait);
+        if transfer.remaining > 0 {
+            return;
+        }
+        let Transfer {
+            failed,
+            source,
+            counted,
+            wait,
+            ..
+        } = *transfer;
+        self.vacant_transfers.push(index);
+        if counted && failed {
+            self.record.counts.transfers_failed += 1;
+        }
+        if let Some(source) = source {
             let think = self
                 .think
                 .map_or(SimTime::ZERO, |t| t.sample(&mut self.rng));
             self.queue
                 .schedule_in(wait.after(think), Event::SourceStart { source });
         }
-        self.vacant.push(id);
     }
 }

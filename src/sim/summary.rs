@@ -28,6 +28,7 @@ pub struct Context {
     pub target_blocking: f64,
     pub allowed: Option<PortRange>,
     pub groups: Vec<(String, PortRange)>,
+    pub sessions_per_transfer: u32,
     /// A replayed trace: every replication is the same, so blocking is a count, not an
     /// estimate, and its interval is the point itself.
     pub replayed: bool,
@@ -54,6 +55,7 @@ impl Context {
                 .iter()
                 .map(|g| (g.name.clone(), g.allowed))
                 .collect(),
+            sessions_per_transfer: scenario.workload.sessions_per_transfer,
             replayed: matches!(scenario.workload.arrivals, Arrivals::Trace { .. }),
         }
     }
@@ -104,6 +106,9 @@ pub struct Counts {
     /// Attempts the server refused (no free port up to its cap).
     pub refused: u64,
     pub retried: u64,
+    /// Transfers started, and those with at least one failed session.
+    pub transfers: u64,
+    pub transfers_failed: u64,
 }
 
 /// One client group in the as-configured run.
@@ -253,6 +258,8 @@ pub fn summarize(context: Context, results: &[ReplicationResult]) -> Summary {
         c.blocked += r.blocked;
         c.refused += r.refused;
         c.retried += r.retried;
+        c.transfers += r.transfers;
+        c.transfers_failed += r.transfers_failed;
         c
     });
     let configured = results
