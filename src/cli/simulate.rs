@@ -94,16 +94,8 @@ fn apply_overrides(scenario: &mut Scenario, args: &SimulateArgs) -> Result<(), U
         scenario.workload.stop = Stop::Sessions(n);
     }
     if let Some(range) = args.allowed {
-        let server = &scenario.server;
-        if range.last() < server.base_port || range.first() > server.max_port {
-            return Err(UsageError::flag(
-                "--allowed",
-                &range.to_string(),
-                format!(
-                    "lies outside the ports the server hands out ({}-{})",
-                    server.base_port, server.max_port
-                ),
-            ));
+        if let Some(why) = scenario.server.unreachable(range) {
+            return Err(UsageError::flag("--allowed", &range.to_string(), why));
         }
         scenario.client.allowed = Some(range);
     }

@@ -85,6 +85,17 @@ impl ServerConfig {
     pub fn rule(&self) -> SharingRule {
         SharingRule::for_os(self.os, self.udp_port_reuse)
     }
+
+    /// Why a client allowing only `range` could never pass a session (it shares no port with
+    /// what the server hands out); `None` when it could.
+    pub fn unreachable(&self, range: PortRange) -> Option<String> {
+        (range.last() < self.base_port || range.first() > self.max_port).then(|| {
+            format!(
+                "lies outside the ports the server hands out ({}-{})",
+                self.base_port, self.max_port
+            )
+        })
+    }
 }
 
 /// A set of clients with a fixed outbound range of their own (partners on a narrower range).

@@ -384,19 +384,15 @@ fn client(
     let Some(raw) = raw else {
         return Ok(ClientConfig::default());
     };
-    let reachable = |range: &PortRange, span: Range<usize>, key: &str| {
-        if range.last() < server.base_port || range.first() > server.max_port {
-            return Err(at.error(
+    let reachable =
+        |range: &PortRange, span: Range<usize>, key: &str| match server.unreachable(*range) {
+            Some(why) => Err(at.error(
                 span,
                 key,
-                format!(
-                    "range {range} lies outside the ports the server hands out ({}-{}): no session could pass",
-                    server.base_port, server.max_port
-                ),
-            ));
-        }
-        Ok(*range)
-    };
+                format!("range {range} {why}: no session could pass"),
+            )),
+            None => Ok(*range),
+        };
     let allowed = match &raw.allowed {
         Some(range) => Some(reachable(range.get_ref(), range.span(), "client.allowed")?),
         None => None,

@@ -166,6 +166,57 @@ pub struct RunSpec {
     pub series: bool,
 }
 
+/// Records addressed by a `u32` index that stays put; freed slots are reused, so memory
+/// follows what is in flight, not what has passed.
+#[derive(Debug)]
+struct Slab<T> {
+    items: Vec<T>,
+    vacant: Vec<u32>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            vacant: Vec::new(),
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    fn insert(&mut self, item: T) -> u32 {
+        match self.vacant.pop() {
+            Some(slot) => {
+                self.items[slot as usize] = item;
+                slot
+            }
+            None => {
+                self.items.push(item);
+                (self.items.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Frees `slot` for reuse; its record stays readable until then.
+    fn free(&mut self, slot: u32) {
+        self.vacant.push(slot);
+    }
+}
+
+impl<T> std::ops::Index<u32> for Slab<T> {
+    type Output = T;
+
+    fn index(&self, slot: u32) -> &T {
+        &self.items[slot as usize]
+    }
+}
+
+impl<T> std::ops::IndexMut<u32> for Slab<T> {
+    fn index_mut(&mut self, slot: u32) -> &mut T {
+        &mut self.items[slot as usize]
+    }
+}
+
 /// Kept to 8 bytes: the event heap moves these around on every step.
 #[derive(Debug, Clone, Copy)]
 enum Event {
@@ -226,12 +277,9 @@ struct Engine<'a, P> {
     spec: RunSpec,
     ports: P,
     queue: EventQueue<Event>,
-    sessions: Vec<Session>,
-    vacant: Vec<u32>,
-    lingering: Vec<Linger>,
-    vacant_lingering: Vec<u32>,
-    transfers: Vec<Transfer>,
-    vacant_transfers: Vec<u32>,
+    sessions: Slab<Session>,
+    lingering: Slab<Linger>,
+    transfers: Slab<Transfer>,
     sessions_per_transfer: u32,
     next_id: u64,
     /// Counted transfers (arrivals) started so far.
@@ -282,12 +330,9 @@ impl<'a, P: PortTable> Engine<'a, P> {
             spec,
             ports,
             queue: EventQueue::default(),
-            sessions: Vec::new(),
-            vacant: Vec::new(),
-            lingering: Vec::new(),
-            vacant_lingering: Vec::new(),
-            transfers: Vec::new(),
-            vacant_transfers: Vec::new(),
+            sessions: Slab::default(),
+            lingering: Slab::default(),
+            transfers: Slab::default(),
             sessions_per_transfer: scenario.workload.sessions_per_transfer.max(1),
             next_id: 0,
             started: 0,
@@ -378,14 +423,14 @@ impl<'a, P: PortTable> Engine<'a, P> {
                 }
                 Event::End { session } => self.end(session),
                 Event::Retry { session } => {
-                    if self.sessions[session as usize].counted {
+                    if self.sessions[session].counted {
                         self.record.counts.retried += 1;
                     }
                     self.attempt(session);
                 }
                 Event::Expire { linger } => {
-                    let Linger { key, port, ticket } = self.lingering[linger as usize];
-                    self.vacant_lingering.push(linger);
+                    let Linger { key, port, ticket } = self.lingering[linger];
+                    self.lingering.free(linger);
                     if let Some(port) = self.ports.expire(key, port, ticket) {
                         self.port_freed(port, now);
                     }
@@ -444,16 +489,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             counted,
             wait: SimTime::ZERO,
         };
-        let transfer = match self.vacant_transfers.pop() {
-            Some(slot) => {
-                self.transfers[slot as usize] = transfer;
-                slot
-            }
-            None => {
-                self.transfers.push(transfer);
-                (self.transfers.len() - 1) as u32
-            }
-        };
+        let transfer = self.transfers.insert(transfer);
         for _ in 0..self.sessions_per_transfer {
             let id = self.new_session(account, group, holding, transfer, counted);
             self.attempt(id);
@@ -488,16 +524,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             transfer,
             counted,
         };
-        match self.vacant.pop() {
-            Some(slot) => {
-                self.sessions[slot as usize] = session;
-                slot
-            }
-            None => {
-                self.sessions.push(session);
-                (self.sessions.len() - 1) as u32
-            }
-        }
+        self.sessions.insert(session)
     }
 
     fn allowed(&self, group: GroupIndex) -> Option<PortRange> {
@@ -510,9 +537,9 @@ impl<'a, P: PortTable> Engine<'a, P> {
     fn attempt(&mut self, id: u32) {
         let now = self.queue.now();
         let held_before = self.ports.held();
-        let session = self.sessions[id as usize];
+        let session = self.sessions[id];
         let first = session.attempt == 0;
-        self.sessions[id as usize].attempt += 1;
+        self.sessions[id].attempt += 1;
         let Some(port) = self.ports.acquire(session.key) else {
             if session.counted {
                 self.record.counts.refused += 1;
@@ -540,7 +567,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
         let passed = self
             .allowed(session.group)
             .is_none_or(|range| range.contains(port));
-        let s = &mut self.sessions[id as usize];
+        let s = &mut self.sessions[id];
         s.port = port;
         s.passed = passed;
         if passed {
@@ -557,7 +584,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
 
     fn end(&mut self, id: u32) {
         let now = self.queue.now();
-        let session = self.sessions[id as usize];
+        let session = self.sessions[id];
         match self.ports.release(session.key, session.port) {
             Closed::Freed { port } => self.port_freed(port, now),
             Closed::Lingering { port, ticket } => {
@@ -567,16 +594,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
                     port,
                     ticket,
                 };
-                let index = match self.vacant_lingering.pop() {
-                    Some(i) => {
-                        self.lingering[i as usize] = record;
-                        i
-                    }
-                    None => {
-                        self.lingering.push(record);
-                        (self.lingering.len() - 1) as u32
-                    }
-                };
+                let index = self.lingering.insert(record);
                 self.queue.schedule_in(
                     SimTime::from_secs_f64(linger),
                     Event::Expire { linger: index },
@@ -602,7 +620,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
 
     /// An attempt failed: retry after the backoff, or give up.
     fn failed(&mut self, id: u32, refused: bool) {
-        let session = self.sessions[id as usize];
+        let session = self.sessions[id];
         if let Some(retry) = self.scenario.workload.retry
             && session.attempt < retry.attempts
         {
@@ -616,7 +634,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             self.record.counts.failed += 1;
             self.record.counts.groups[session.group].failed += 1;
         }
-        self.transfers[session.transfer as usize].failed = true;
+        self.transfers[session.transfer].failed = true;
         // A closed source whose session the server refused waits the handshake timeout
         // (as a blocked one did) before it thinks and starts the next.
         let wait = if refused {
@@ -630,9 +648,9 @@ impl<'a, P: PortTable> Engine<'a, P> {
     /// The session is over. When it was its transfer's last, a closed source starts its next
     /// transfer after its think time.
     fn finish(&mut self, id: u32, wait: SimTime) {
-        self.vacant.push(id);
-        let index = self.sessions[id as usize].transfer;
-        let transfer = &mut self.transfers[index as usize];
+        self.sessions.free(id);
+        let index = self.sessions[id].transfer;
+        let transfer = &mut self.transfers[index];
         transfer.remaining -= 1;
         transfer.wait = transfer.wait.max(wait);
         if transfer.remaining > 0 {
@@ -645,7 +663,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             wait,
             ..
         } = *transfer;
-        self.vacant_transfers.push(index);
+        self.transfers.free(index);
         if counted && failed {
             self.record.counts.transfers_failed += 1;
         }
