@@ -225,12 +225,11 @@ pub fn summarize(context: Context, results: &[ReplicationResult]) -> Summary {
     };
 
     let peak_port = peak_percentiles(&results);
-    let chosen = |r: &&ReplicationResult| -> RunCounts {
-        r.configured
-            .clone()
-            .unwrap_or_else(|| r.unconstrained.clone())
-    };
-    let runs: Vec<RunCounts> = results.iter().map(chosen).collect();
+    // The as-configured run where there is one, else the unconstrained one; borrowed, not copied.
+    let runs: Vec<&RunCounts> = results
+        .iter()
+        .map(|r| r.configured.as_ref().unwrap_or(&r.unconstrained))
+        .collect();
     let total_time: f64 = runs.iter().map(|r| r.duration_s).sum();
     let mean_ports_held = if total_time > 0.0 {
         runs.iter().map(|r| r.port_seconds).sum::<f64>() / total_time
