@@ -29,6 +29,7 @@ fn codec(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let repr = Repr {
         session: 7,
+        token: 0x5eed,
         sequence: 123_456,
         send_ns: 99,
         message: Message::Data {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 fn udprange(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_udprange"))
@@ -186,11 +187,38 @@ fn bad_input_is_exit_2_and_writes_nothing() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Ctrl-C stops the senders, drains and still prints the report of what happened.
+/// Sends SIGINT to a running `udprange` after `after` and returns its output and how long
+/// it took to end after the signal.
+fn interrupted(args: &[&str], after: Duration) -> (std::process::Output, Duration) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    std::thread::sleep(after);
+    let started = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let elapsed = started.elapsed();
+            return (child.wait_with_output().unwrap(), elapsed);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "udprange did not stop within 10 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Ctrl-C stops the senders, drains and still prints the report of what happened: every
+/// session had proven its port, so the verdict stands, and the exit code says interrupted.
 #[test]
 fn interrupt_drains_and_reports() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_udprange"))
-        .args([
+    let (output, took) = interrupted(
+        &[
             "blast",
             "--duration",
             "60s",
@@ -198,28 +226,9 @@ fn interrupt_drains_and_reports() {
             "61701",
             "--allowed",
             "61701-61710",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let started = std::time::Instant::now();
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let output = loop {
-        if let Some(_status) = child.try_wait().unwrap() {
-            break child.wait_with_output().unwrap();
-        }
-        assert!(
-            started.elapsed().as_secs() < 10,
-            "blast did not stop within 10 s of Ctrl-C"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+        ],
+        Duration::from_millis(1500),
+    );
     let stdout = text(&output.stdout);
     assert!(
         stdout.contains("INTERRUPTED"),
@@ -230,5 +239,42 @@ fn interrupt_drains_and_reports() {
         stdout.contains("verdict: range 61701-61710 is sufficient"),
         "{stdout}"
     );
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(130));
+    assert!(took < Duration::from_secs(2), "took {took:?} after SIGINT");
+}
+
+/// Ctrl-C right after the start, with a long handshake timeout and sessions the firewall
+/// blocks: nobody waits out the timeout, and nobody is called blocked for it.
+#[test]
+fn an_early_interrupt_is_not_a_blocked_range() {
+    let (output, took) = interrupted(
+        &[
+            "blast",
+            "--clients",
+            "8",
+            "--handshake-timeout",
+            "60s",
+            "--base-port",
+            "61801",
+            "--allowed",
+            "61801-61804",
+            "--format",
+            "json",
+        ],
+        Duration::from_millis(30),
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    assert!(took < Duration::from_secs(2), "took {took:?} after SIGINT");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["interrupted"], true);
+    let outcomes: Vec<&str> = report["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 8);
+    assert!(!outcomes.contains(&"blocked"), "{outcomes:?}");
+    assert!(outcomes.contains(&"interrupted"), "{outcomes:?}");
+    assert_ne!(report["verdict"]["status"], "insufficient");
 }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use udprange::wire::fasp;
+use udprange::wire::{control, fasp};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(repr) = fasp::parse(data) {
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         let len = repr.emit(&mut buffer).expect("a buffer of buffer_len fits");
         assert_eq!(fasp::parse(&buffer[..len]).expect("emitted bytes parse"), repr);
     }
-    if let Ok(frame) = fasp::parse_control(data) {
-        assert_eq!(fasp::parse_control(&frame.to_bytes()).expect("emitted frame parses"), frame);
+    if let Ok(frame) = control::parse(data) {
+        assert_eq!(control::parse(&frame.to_bytes()).expect("emitted frame parses"), frame);
     }
 });

@@ -3,7 +3,10 @@
 //!
 //! No acknowledgement of the first datagram within the handshake timeout fails the session
 //! as the real client does ("error 15: Timeout establishing UDP connection"): that is what a
-//! client firewall that drops the server's port looks like from the client.
+//! client firewall that drops the server's port looks like from the client. Before calling
+//! it blocked, the client asks the server over the control connection whether anything
+//! arrived (QUERY): a busy machine that acknowledged late is not a firewall that dropped.
+//! Only replies from the session's own server, with its session id and token, count.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
 use super::capture::Capture;
@@ -19,22 +22,27 @@ use super::delay::DelayLine;
 use super::pacing::Pacer;
 use crate::firewall::model::OutboundFilter;
 use crate::model::Port;
-use crate::wire::fasp::{
-    self, CONTROL_LEN, ControlRepr, MAX_DATAGRAM, Message, ReceiverStats, RefusedReason, Repr,
-    flags,
-};
+use crate::wire::control::{self, CONTROL_LEN, ControlRepr, RefusedReason};
+use crate::wire::fasp::{self, MAX_DATAGRAM, Message, ReceiverStats, Repr, flags};
 
 /// The clients' address: another loopback address than the server's, so that a client's
 /// ephemeral UDP port never takes a port the server is about to hand out (on one machine
 /// both would otherwise share one port space; on a real network they are different hosts).
 pub const CLIENT_HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// How long a client waits for the server's answer to QUERY.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client still waits for its final statistics once the run is interrupted.
+pub const INTERRUPTED_DRAIN: Duration = Duration::from_millis(300);
 
 /// What one client does.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientParams {
-    pub session: u32,
+    /// The client's number in the run, from 1.
+    pub index: u32,
     pub account: u32,
     pub control: SocketAddr,
+    /// The run's credential for HELLO.
+    pub key: u64,
     pub rate_bps: u64,
     pub datagram: u16,
     /// How long to send data.
@@ -42,7 +50,7 @@ pub struct ClientParams {
     pub handshake_timeout: Duration,
     /// Most datagrams (new and retransmitted) this session may send.
     pub max_datagrams: u64,
-    /// The address the client sends from ([`CLIENT_HOST`] on loopback).
+    /// The address the client sends from, on TCP and UDP ([`CLIENT_HOST`] on loopback).
     pub address: Ipv4Addr,
     /// One-way delay and jitter the client adds when the kernel cannot (no netem).
     pub delay: Option<(Duration, Duration)>,
@@ -52,18 +60,28 @@ pub struct ClientParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientOutcome {
     Ok,
-    /// error 15: no acknowledgement of the first datagram (the firewall dropped the path).
+    /// error 15: no acknowledgement of the first datagram, and the server confirms over the
+    /// control connection that none of the session's datagrams arrived.
     Blocked,
+    /// No acknowledgement in time, but the server received this many datagrams: the way out
+    /// works; the acknowledgements were late or did not come back.
+    Unacknowledged {
+        received: u64,
+    },
     /// The server said no.
     Refused(RefusedReason),
-    /// The control connection failed (the server is not there, or went away).
+    /// The control connection failed (the server is not there, went away, or was too slow).
     ControlFailed(String),
+    /// The run was interrupted before the session proved or disproved its path.
+    Interrupted,
 }
 
 /// What the client measured.
 #[derive(Debug, Clone)]
 pub struct ClientReport {
-    pub session: u32,
+    pub index: u32,
+    /// The id the server assigned, once it granted the session.
+    pub session: Option<u32>,
     pub account: u32,
     pub port: Option<Port>,
     pub outcome: ClientOutcome,
@@ -72,24 +90,37 @@ pub struct ClientReport {
     pub retransmitted: u64,
     /// Datagrams the client firewall dropped.
     pub filtered: u64,
+    /// Datagrams that reached the client's socket but were not its server's replies to its
+    /// session (another source, another session, a wrong token, garbage).
+    pub rejected: u64,
     pub handshake: Option<Duration>,
     /// The receiver's final counters, if they arrived.
     pub final_stats: Option<ReceiverStats>,
 }
 
 impl ClientReport {
-    fn new(params: &ClientParams) -> Self {
+    /// A session that has not started, ended with `outcome`.
+    pub fn unstarted(params: &ClientParams, outcome: ClientOutcome) -> Self {
         Self {
-            session: params.session,
+            index: params.index,
+            session: None,
             account: params.account,
             port: None,
-            outcome: ClientOutcome::Ok,
+            outcome,
             sent: 0,
             retransmitted: 0,
             filtered: 0,
+            rejected: 0,
             handshake: None,
             final_stats: None,
         }
+    }
+}
+
+/// Resolves when `stop` turns true; never, if nobody can turn it.
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|&s| s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -101,9 +132,15 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     capture: Option<Arc<Capture>>,
 ) -> ClientReport {
-    let mut report = ClientReport::new(&params);
-    let control = tokio::time::timeout(params.handshake_timeout, handshake(&params)).await;
-    let (stream, port) = match control {
+    let mut report = ClientReport::unstarted(&params, ClientOutcome::Ok);
+    let control = tokio::select! {
+        answer = tokio::time::timeout(params.handshake_timeout, handshake(&params)) => answer,
+        () = stopped(&mut stop) => {
+            report.outcome = ClientOutcome::Interrupted;
+            return report;
+        }
+    };
+    let (stream, grant) = match control {
         Err(_) => {
             report.outcome = ClientOutcome::ControlFailed("control handshake timed out".into());
             return report;
@@ -114,7 +151,8 @@ pub async fn run(
         }
         Ok(Ok(answer)) => answer,
     };
-    report.port = Some(port);
+    report.port = Some(grant.port);
+    report.session = Some(grant.session);
     let socket = match UdpSocket::bind((params.address, 0)).await {
         Ok(s) => s,
         Err(e) => {
@@ -122,7 +160,7 @@ pub async fn run(
             return report;
         }
     };
-    let server = SocketAddr::new(params.control.ip(), port);
+    let server = SocketAddr::new(params.control.ip(), grant.port);
     let socket = Arc::new(socket);
     let mut sender = Sender {
         delay: params
@@ -130,11 +168,13 @@ pub async fn run(
             .map(|(delay, jitter)| DelayLine::spawn(Arc::clone(&socket), delay, jitter)),
         socket,
         server,
+        grant,
         local: None,
         filter,
         capture,
         epoch,
         buffer: vec![0u8; usize::from(params.datagram)],
+        control: stream,
         params,
     };
     sender.local = sender.socket.local_addr().ok();
@@ -142,26 +182,50 @@ pub async fn run(
     if let Some(line) = &sender.delay {
         report.filtered += line.filtered.load(std::sync::atomic::Ordering::Relaxed);
     }
-    // Closing the control connection ends the session at the server.
-    drop(stream);
+    // Closing the control connection (dropping the sender) ends the session at the server.
     report
 }
 
-async fn handshake(params: &ClientParams) -> Result<(TcpStream, Port), ClientOutcome> {
+/// What the server granted.
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    session: u32,
+    port: Port,
+    token: u64,
+}
+
+async fn handshake(params: &ClientParams) -> Result<(TcpStream, Grant), ClientOutcome> {
     let failed = |e: std::io::Error| ClientOutcome::ControlFailed(e.to_string());
-    let mut stream = TcpStream::connect(params.control).await.map_err(failed)?;
+    // From the address the datagrams will come from: the server takes a session's datagrams
+    // only from its control connection's address.
+    let socket = TcpSocket::new_v4().map_err(failed)?;
+    socket
+        .bind(SocketAddr::from((params.address, 0)))
+        .map_err(failed)?;
+    let mut stream = socket.connect(params.control).await.map_err(failed)?;
     let hello = ControlRepr::Hello {
-        session: params.session,
         account: params.account,
         datagram: params.datagram,
         rate_bps: params.rate_bps,
+        key: params.key,
     };
     stream.write_all(&hello.to_bytes()).await.map_err(failed)?;
     let mut frame = [0u8; CONTROL_LEN];
     stream.read_exact(&mut frame).await.map_err(failed)?;
-    match fasp::parse_control(&frame) {
-        Ok(ControlRepr::Port { port, .. }) => Ok((stream, port)),
-        Ok(ControlRepr::Refused { reason, .. }) => Err(ClientOutcome::Refused(reason)),
+    match control::parse(&frame) {
+        Ok(ControlRepr::Port {
+            session,
+            port,
+            token,
+        }) => Ok((
+            stream,
+            Grant {
+                session,
+                port,
+                token,
+            },
+        )),
+        Ok(ControlRepr::Refused { reason }) => Err(ClientOutcome::Refused(reason)),
         Ok(other) => Err(ClientOutcome::ControlFailed(format!(
             "unexpected {other:?}"
         ))),
@@ -174,16 +238,27 @@ struct Sender {
     /// Set when the client adds the WAN delay itself.
     delay: Option<DelayLine>,
     server: SocketAddr,
+    grant: Grant,
     local: Option<SocketAddr>,
     filter: Arc<OutboundFilter>,
     capture: Option<Arc<Capture>>,
     epoch: Instant,
     buffer: Vec<u8>,
+    /// The session's control connection: open for the session's life.
+    control: TcpStream,
     params: ClientParams,
 }
 
+/// The sender's progress through its session.
+struct Progress {
+    start: Instant,
+    next_sequence: u64,
+    retransmit: BTreeSet<u64>,
+    acked: bool,
+}
+
 impl Sender {
-    /// Sends one datagram through the client firewall; false when the firewall dropped it.
+    /// Sends one datagram through the client firewall; false when it did not leave.
     async fn send(&mut self, repr: &Repr, report: &mut ClientReport) -> bool {
         let Ok(len) = repr.emit(&mut self.buffer) else {
             return false;
@@ -209,33 +284,40 @@ impl Sender {
         }
     }
 
-    fn data(&self, sequence: u64) -> Repr {
+    fn datagram(&self, sequence: u64, message: Message) -> Repr {
         Repr {
-            session: self.params.session,
+            session: self.grant.session,
+            token: self.grant.token,
             sequence,
-            send_ns: self.epoch.elapsed().as_nanos() as u64,
-            message: Message::Data {
-                payload_len: self.params.datagram - fasp::HEADER_LEN as u16,
-            },
+            send_ns: u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            message,
         }
     }
 
+    fn data(&self, sequence: u64) -> Repr {
+        let payload_len = self.params.datagram - fasp::HEADER_LEN as u16;
+        self.datagram(sequence, Message::Data { payload_len })
+    }
+
     async fn transfer(&mut self, report: &mut ClientReport, stop: &mut watch::Receiver<bool>) {
-        let start = Instant::now();
+        let mut progress = Progress {
+            start: Instant::now(),
+            next_sequence: 0,
+            retransmit: BTreeSet::new(),
+            acked: false,
+        };
+        let start = progress.start;
         let mut pacer = Pacer::new(self.params.rate_bps, self.params.datagram);
-        let mut next_sequence = 0u64;
-        let mut retransmit: BTreeSet<u64> = BTreeSet::new();
-        let mut acked = false;
         let mut incoming = vec![0u8; MAX_DATAGRAM];
         let handshake_deadline = start + self.params.handshake_timeout;
         let sending_until = start + self.params.duration;
         let budget = self.params.max_datagrams;
-        let mut stopped = *stop.borrow();
+        let mut interrupted = *stop.borrow();
 
         // Sending phase.
-        while !stopped && Instant::now() < sending_until {
-            if !acked && Instant::now() >= handshake_deadline {
-                report.outcome = ClientOutcome::Blocked;
+        while !interrupted && Instant::now() < sending_until {
+            if !progress.acked && Instant::now() >= handshake_deadline {
+                report.outcome = self.confirm_blocked(stop).await;
                 return;
             }
             let due = pacer.due(start.elapsed());
@@ -244,9 +326,9 @@ impl Sender {
                 if total >= budget {
                     break;
                 }
-                let (sequence, again) = match retransmit.pop_first() {
+                let (sequence, again) = match progress.retransmit.pop_first() {
                     Some(s) => (s, true),
-                    None => (next_sequence, false),
+                    None => (progress.next_sequence, false),
                 };
                 let repr = self.data(sequence);
                 if self.send(&repr, report).await {
@@ -257,7 +339,7 @@ impl Sender {
                     }
                 }
                 if !again {
-                    next_sequence += 1;
+                    progress.next_sequence += 1;
                 }
                 pacer.sent(1);
             }
@@ -265,7 +347,7 @@ impl Sender {
             let wake = (start + pacer.next_due())
                 .min(sending_until)
                 .max(Instant::now());
-            let wake = if acked {
+            let wake = if progress.acked {
                 wake
             } else {
                 wake.min(handshake_deadline)
@@ -273,58 +355,118 @@ impl Sender {
             loop {
                 tokio::select! {
                     received = self.socket.recv_from(&mut incoming) => {
-                        if let Ok((len, _)) = received {
-                            self.on_reply(&incoming[..len], report, &mut acked, &mut retransmit, next_sequence, start);
+                        if let Ok((len, from)) = received {
+                            self.on_reply(from, &incoming[..len], report, &mut progress);
                         }
                     }
                     _ = tokio::time::sleep_until(wake.into()) => break,
-                    _ = stop.changed() => { stopped = true; break; }
+                    () = stopped(stop) => { interrupted = true; break; }
                 }
             }
         }
-        if !acked {
-            // Data never got through: wait out the handshake timeout as the client would.
-            let remaining = handshake_deadline.saturating_duration_since(Instant::now());
-            let got_ack = tokio::time::timeout(remaining, async {
-                loop {
-                    if let Ok((len, _)) = self.socket.recv_from(&mut incoming).await
-                        && let Ok(repr) = fasp::parse(&incoming[..len])
-                        && matches!(repr.message, Message::Ack { flags: f, .. } if f & flags::HANDSHAKE != 0)
-                    {
-                        return;
-                    }
+        if !progress.acked {
+            if interrupted {
+                report.outcome = ClientOutcome::Interrupted;
+                return;
+            }
+            // Data never got an answer: wait out the handshake timeout as the client would.
+            let acknowledged = tokio::select! {
+                () = self.await_ack(handshake_deadline, &mut incoming, report, &mut progress) => progress.acked,
+                () = stopped(stop) => {
+                    report.outcome = ClientOutcome::Interrupted;
+                    return;
                 }
-            })
-            .await;
-            if got_ack.is_err() {
-                report.outcome = ClientOutcome::Blocked;
+            };
+            if !acknowledged {
+                report.outcome = self.confirm_blocked(stop).await;
                 return;
             }
         }
-        self.finish(report, &mut retransmit, next_sequence, start, &mut incoming)
+        self.finish(report, &mut progress, &mut incoming, stop)
             .await;
     }
 
+    /// Reads replies until the path is acknowledged or `deadline` passes.
+    async fn await_ack(
+        &self,
+        deadline: Instant,
+        incoming: &mut [u8],
+        report: &mut ClientReport,
+        progress: &mut Progress,
+    ) {
+        while !progress.acked {
+            match tokio::time::timeout_at(deadline.into(), self.socket.recv_from(incoming)).await {
+                Ok(Ok((len, from))) => self.on_reply(from, &incoming[..len], report, progress),
+                Ok(Err(_)) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// No acknowledgement came within the handshake timeout: the server says, over the
+    /// control connection, whether any of the session's datagrams arrived. None did: the
+    /// path is blocked (error 15). Some did: the acknowledgements were the problem, not the
+    /// firewall's range.
+    async fn confirm_blocked(&mut self, stop: &mut watch::Receiver<bool>) -> ClientOutcome {
+        let session = self.grant.session;
+        let control = &mut self.control;
+        let ask = async {
+            control
+                .write_all(&ControlRepr::Query { session }.to_bytes())
+                .await?;
+            let mut frame = [0u8; CONTROL_LEN];
+            control.read_exact(&mut frame).await?;
+            Ok::<_, std::io::Error>(control::parse(&frame))
+        };
+        tokio::select! {
+            answer = tokio::time::timeout(QUERY_TIMEOUT, ask) => match answer {
+                Ok(Ok(Ok(ControlRepr::Status { session: s, received: 0 }))) if s == session => {
+                    ClientOutcome::Blocked
+                }
+                Ok(Ok(Ok(ControlRepr::Status { session: s, received }))) if s == session => {
+                    ClientOutcome::Unacknowledged { received }
+                }
+                Ok(Ok(other)) => ClientOutcome::ControlFailed(format!(
+                    "no acknowledgement, and the server's answer to QUERY was {other:?}"
+                )),
+                Ok(Err(e)) => ClientOutcome::ControlFailed(format!(
+                    "no acknowledgement, and the control connection failed: {e}"
+                )),
+                Err(_) => ClientOutcome::ControlFailed(
+                    "no acknowledgement, and the server did not answer QUERY in time".into(),
+                ),
+            },
+            () = stopped(stop) => ClientOutcome::Interrupted,
+        }
+    }
+
+    /// Takes a datagram that reached the client's socket: only its server's replies to its
+    /// own session count; everything else is rejected.
     fn on_reply(
         &self,
+        from: SocketAddr,
         bytes: &[u8],
         report: &mut ClientReport,
-        acked: &mut bool,
-        retransmit: &mut BTreeSet<u64>,
-        next_sequence: u64,
-        start: Instant,
+        progress: &mut Progress,
     ) {
-        let Ok(repr) = fasp::parse(bytes) else {
-            return;
+        let repr = match fasp::parse(bytes) {
+            Ok(repr)
+                if from == self.server
+                    && repr.session == self.grant.session
+                    && repr.token == self.grant.token =>
+            {
+                repr
+            }
+            _ => {
+                report.rejected += 1;
+                return;
+            }
         };
-        if repr.session != self.params.session {
-            return;
-        }
         match repr.message {
             Message::Ack { flags: f, stats } => {
-                if f & flags::HANDSHAKE != 0 && !*acked {
-                    *acked = true;
-                    report.handshake = Some(start.elapsed());
+                if f & flags::HANDSHAKE != 0 && !progress.acked {
+                    progress.acked = true;
+                    report.handshake = Some(progress.start.elapsed());
                 }
                 if f & flags::FINAL != 0 {
                     report.final_stats = Some(stats);
@@ -332,10 +474,11 @@ impl Sender {
             }
             Message::Nack { missing } => {
                 // A NACK proves the path as well as an ACK does.
-                if !*acked {
-                    *acked = true;
-                    report.handshake = Some(start.elapsed());
+                if !progress.acked {
+                    progress.acked = true;
+                    report.handshake = Some(progress.start.elapsed());
                 }
+                let next_sequence = progress.next_sequence;
                 for range in missing {
                     let end = range
                         .first
@@ -343,32 +486,37 @@ impl Sender {
                         .min(next_sequence);
                     // Bounded: a NACK cannot make the client resend more than it sent.
                     for sequence in range.first..end {
-                        if retransmit.len() as u64 >= next_sequence {
+                        if progress.retransmit.len() as u64 >= next_sequence {
                             break;
                         }
-                        retransmit.insert(sequence);
+                        progress.retransmit.insert(sequence);
                     }
                 }
             }
-            Message::Data { .. } | Message::Done { .. } => {}
+            Message::Data { .. } | Message::Done { .. } => report.rejected += 1,
         }
     }
 
-    /// DONE until the receiver's final statistics arrive (bounded), resending what it asks for.
+    /// DONE until the receiver's final statistics arrive (bounded), resending what it asks
+    /// for; an interrupted run waits [`INTERRUPTED_DRAIN`] at most.
     async fn finish(
         &mut self,
         report: &mut ClientReport,
-        retransmit: &mut BTreeSet<u64>,
-        next_sequence: u64,
-        start: Instant,
+        progress: &mut Progress,
         incoming: &mut [u8],
+        stop: &watch::Receiver<bool>,
     ) {
-        let deadline = Instant::now() + self.params.handshake_timeout.min(Duration::from_secs(2));
-        let mut acked = true;
+        let normal = Instant::now() + self.params.handshake_timeout.min(Duration::from_secs(2));
+        let drain = |now: Instant| now + INTERRUPTED_DRAIN;
+        let mut deadline = if *stop.borrow() {
+            drain(Instant::now())
+        } else {
+            normal
+        };
         while report.final_stats.is_none() && Instant::now() < deadline {
-            while let Some(sequence) = retransmit.pop_first() {
+            while let Some(sequence) = progress.retransmit.pop_first() {
                 if report.sent + report.retransmitted >= self.params.max_datagrams {
-                    retransmit.clear();
+                    progress.retransmit.clear();
                     break;
                 }
                 let repr = self.data(sequence);
@@ -376,25 +524,26 @@ impl Sender {
                     report.retransmitted += 1;
                 }
             }
-            let done = Repr {
-                session: self.params.session,
-                sequence: next_sequence,
-                send_ns: self.epoch.elapsed().as_nanos() as u64,
-                message: Message::Done {
-                    sent: next_sequence,
+            let done = self.datagram(
+                progress.next_sequence,
+                Message::Done {
+                    sent: progress.next_sequence,
                     retransmitted: report.retransmitted,
                 },
-            };
+            );
             self.send(&done, report).await;
-            let wait = Instant::now() + Duration::from_millis(50);
+            let wait = (Instant::now() + Duration::from_millis(50)).min(deadline);
             while Instant::now() < wait && report.final_stats.is_none() {
-                let Ok(Ok((len, _))) =
+                let Ok(Ok((len, from))) =
                     tokio::time::timeout_at(wait.into(), self.socket.recv_from(incoming)).await
                 else {
                     break;
                 };
                 let bytes = incoming[..len].to_vec();
-                self.on_reply(&bytes, report, &mut acked, retransmit, next_sequence, start);
+                self.on_reply(from, &bytes, report, progress);
+            }
+            if *stop.borrow() {
+                deadline = deadline.min(drain(Instant::now()));
             }
         }
     }

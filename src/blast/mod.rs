@@ -12,9 +12,10 @@ pub mod client;
 pub mod delay;
 pub mod netns;
 pub mod pacing;
+pub mod receiver;
 pub mod server;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ pub use crate::scenario::Start;
 use capture::Capture;
 use client::{ClientOutcome, ClientParams, ClientReport};
 use netns::{Mechanisms, TestHosts, WanPath};
-use server::{Server, ServerOptions, ServerSession};
+use server::{Server, ServerOptions, ServerRecord, ServerSession};
 
 /// Most sessions one run starts.
 pub const MAX_CLIENTS: u32 = 4096;
@@ -140,14 +141,33 @@ pub enum Outcome {
     Blocked,
     /// The server had no port (or would not serve the request).
     Refused,
-    /// The control connection failed.
+    /// Not the firewall's doing: the control connection failed or was too slow, or the
+    /// server received the data but its acknowledgements did not come back in time.
     Failed,
+    /// The run was interrupted before the session proved or disproved its path.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The outcome as the report spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Blocked => "blocked",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// One session in the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionResult {
+    /// The client's number in the run, from 1.
     pub id: u32,
+    /// The session id the server assigned, once it granted one.
+    pub session: Option<u32>,
     pub account: u32,
     pub port: Option<Port>,
     pub outcome: Outcome,
@@ -159,22 +179,57 @@ pub struct SessionResult {
     pub lost: u64,
     pub retransmitted: u64,
     pub filtered: u64,
+    /// Datagrams the server received more than once.
+    pub duplicates: u64,
+    /// Datagrams at the client's socket that were not its server's replies to its session.
+    pub rejected: u64,
     pub handshake_ms: Option<f64>,
     pub latency_us: Option<Latency>,
+}
+
+/// What a run concluded about the range under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every session got through.
+    Sufficient,
+    /// The firewall blocked sessions (error 15), or the server ran out of ports.
+    Insufficient,
+    /// Sessions failed for reasons that are not the range's (control connections, load,
+    /// an interrupted run) and nothing else failed: no verdict either way.
+    Inconclusive,
 }
 
 /// Whether the range under test is enough.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
+    pub status: Status,
     pub sufficient: bool,
     pub allowed: Option<PortRange>,
     /// The range the sessions of this run needed: base to the highest port handed out.
     #[serde(serialize_with = "first_last")]
     pub required: Option<PortRange>,
+    /// Sessions that did not end ok, whatever the reason.
     pub failed: u32,
+    pub blocked: u32,
+    pub refused: u32,
+    /// Failures that are not the range's: control connections, load, lost acknowledgements.
+    pub other: u32,
+    pub interrupted: u32,
     pub sessions: u32,
     /// One sentence for people.
     pub summary: String,
+}
+
+/// Datagrams and control frames dropped because they were not a session's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Rejected {
+    /// At the server: unknown sessions, wrong tokens, strangers, impossible claims, HELLOs
+    /// without the run's key, control connections that never spoke.
+    pub server: u64,
+    /// At the clients' sockets: anything but their own server's replies.
+    pub clients: u64,
+    pub total: u64,
 }
 
 /// Everything a run measured.
@@ -198,6 +253,8 @@ pub struct BlastReport {
     pub goodput_bps: f64,
     /// Ctrl-C ended the run early; the report covers what happened until then.
     pub interrupted: bool,
+    /// What was dropped because it was not a session's own; it changed no outcome.
+    pub rejected: Rejected,
     pub pcap_frames: u64,
     /// The kernel path of the netns backend: ruleset in force, impairment mechanisms.
     pub kernel: Option<KernelPath>,
@@ -253,8 +310,19 @@ fn session_result(
             Outcome::Blocked,
             Some("error 15: Timeout establishing UDP connection".to_string()),
         ),
+        ClientOutcome::Unacknowledged { received } => (
+            Outcome::Failed,
+            Some(format!(
+                "the server received {received} datagrams, but no acknowledgement came back \
+                 within the handshake timeout: not the range's doing"
+            )),
+        ),
         ClientOutcome::Refused(reason) => (Outcome::Refused, Some(format!("refused: {reason}"))),
         ClientOutcome::ControlFailed(why) => (Outcome::Failed, Some(why.clone())),
+        ClientOutcome::Interrupted => (
+            Outcome::Interrupted,
+            Some("interrupted before the path was proven".to_string()),
+        ),
     };
     let stats = server.map(|s| s.stats).unwrap_or_default();
     let active = server.map_or(Duration::ZERO, |s| s.active);
@@ -266,7 +334,8 @@ fn session_result(
     };
     let lost = client.sent.saturating_sub(stats.received);
     SessionResult {
-        id: client.session,
+        id: client.index,
+        session: client.session,
         account: client.account,
         port: client.port,
         outcome,
@@ -277,55 +346,70 @@ fn session_result(
         lost,
         retransmitted: client.retransmitted,
         filtered: client.filtered,
+        duplicates: server.map_or(0, |s| s.duplicates),
+        rejected: client.rejected,
         handshake_ms: client.handshake.map(|d| d.as_secs_f64() * 1e3),
         latency_us: server.and_then(|s| latency(&s.latency_us)),
     }
 }
 
 fn verdict(config: &BlastConfig, sessions: &[SessionResult]) -> Verdict {
-    let failed = sessions.iter().filter(|s| s.outcome != Outcome::Ok).count() as u32;
+    let count = |outcome| sessions.iter().filter(|s| s.outcome == outcome).count() as u32;
+    let (blocked, refused) = (count(Outcome::Blocked), count(Outcome::Refused));
+    let (other, interrupted) = (count(Outcome::Failed), count(Outcome::Interrupted));
+    let failed = blocked + refused + other + interrupted;
     let highest = sessions.iter().filter_map(|s| s.port).max();
     let required = highest.and_then(|h| PortRange::new(config.base_port, h).ok());
     let allowed = config.allowed;
     let shown = |r: Option<PortRange>| r.map_or("every port".to_string(), |r| r.to_string());
-    let refused = sessions
-        .iter()
-        .filter(|s| s.outcome == Outcome::Refused)
-        .count();
-    let blocked = sessions
-        .iter()
-        .filter(|s| s.outcome == Outcome::Blocked)
-        .count();
-    let summary = if failed == 0 {
-        format!("range {} is sufficient", shown(allowed))
-    } else {
-        let mut why = Vec::new();
-        if blocked > 0 {
-            why.push(format!("{blocked} blocked (error 15)"));
+    let mut why = Vec::new();
+    for (n, what) in [
+        (blocked, "blocked (error 15)"),
+        (refused, "refused by the server"),
+        (other, "failed for reasons that are not the range's"),
+        (interrupted, "interrupted"),
+    ] {
+        if n > 0 {
+            why.push(format!("{n} {what}"));
         }
-        if refused > 0 {
-            why.push(format!("{refused} refused by the server"));
-        }
-        let other = failed as usize - blocked - refused;
-        if other > 0 {
-            why.push(format!("{other} lost their control connection"));
-        }
+    }
+    let why = why.join(", ");
+    let total = sessions.len();
+    let (status, summary) = if failed == 0 {
+        (
+            Status::Sufficient,
+            format!("range {} is sufficient", shown(allowed)),
+        )
+    } else if blocked > 0 || refused > 0 {
         let fix = match (refused, required) {
             (0, Some(r)) => format!("; the smallest sufficient range is {r}"),
-            (_, _) => "; the server ran out of ports, which no client range fixes".to_string(),
+            _ => "; the server ran out of ports, which no client range fixes".to_string(),
         };
-        format!(
-            "insufficient: {failed} of {} sessions failed ({}){fix}",
-            sessions.len(),
-            why.join(", ")
+        (
+            Status::Insufficient,
+            format!("insufficient: {failed} of {total} sessions failed ({why}){fix}"),
+        )
+    } else {
+        (
+            Status::Inconclusive,
+            format!(
+                "inconclusive: {failed} of {total} sessions failed ({why}); no session was \
+                 blocked, so this run says nothing against range {}",
+                shown(allowed)
+            ),
         )
     };
     Verdict {
-        sufficient: failed == 0,
+        status,
+        sufficient: status == Status::Sufficient,
         allowed,
         required,
         failed,
-        sessions: sessions.len() as u32,
+        blocked,
+        refused,
+        other,
+        interrupted,
+        sessions: total as u32,
         summary,
     }
 }
@@ -335,6 +419,8 @@ struct Setup {
     epoch: Instant,
     capture: Option<Arc<Capture>>,
     allocator: AllocatorConfig,
+    /// The run's credential: the clients' HELLO carries it, the emulator checks it.
+    key: u64,
 }
 
 impl Setup {
@@ -345,21 +431,29 @@ impl Setup {
             allocator: AllocatorConfig::new(config.rule(), config.base_port)
                 .with_max_port(config.max_port)
                 .with_occupied(config.occupied.iter().copied()),
+            key: server::new_secret(),
         }
     }
 }
 
-/// Starts every client (together or staggered) and waits for all of them.
-async fn run_clients(
-    config: &BlastConfig,
+/// Where the clients run and what they share.
+struct ClientSide {
     control: SocketAddr,
     address: Ipv4Addr,
     delay: Option<(Duration, Duration)>,
     filter: Arc<OutboundFilter>,
-    setup: (Instant, Option<Arc<Capture>>),
+    epoch: Instant,
+    capture: Option<Arc<Capture>>,
+    key: u64,
+}
+
+/// Starts every client (together or staggered) and waits for all of them. A client whose
+/// turn has not come when the run is interrupted is reported interrupted.
+async fn run_clients(
+    config: &BlastConfig,
+    side: ClientSide,
     stop: watch::Receiver<bool>,
 ) -> Vec<ClientReport> {
-    let (epoch, capture) = setup;
     let clients = config.clients.min(MAX_CLIENTS);
     let accounts = config.accounts.max(1);
     let stagger = match config.start {
@@ -369,23 +463,30 @@ async fn run_clients(
     let mut tasks = Vec::new();
     for i in 0..clients {
         let params = ClientParams {
-            session: i + 1,
+            index: i + 1,
             account: i % accounts,
-            control,
+            control: side.control,
+            key: side.key,
             rate_bps: config.rate_bps,
             datagram: config.datagram,
             duration: config.duration.min(MAX_DURATION),
             handshake_timeout: config.handshake_timeout,
             max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
-            address,
-            delay,
+            address: side.address,
+            delay: side.delay,
         };
-        let filter = Arc::clone(&filter);
-        let stop = stop.clone();
-        let capture = capture.clone();
+        let filter = Arc::clone(&side.filter);
+        let mut stop = stop.clone();
+        let capture = side.capture.clone();
+        let epoch = side.epoch;
         let wait = stagger * i;
         tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = client::stopped(&mut stop) => {
+                    return ClientReport::unstarted(&params, ClientOutcome::Interrupted);
+                }
+            }
             client::run(params, filter, epoch, stop, capture).await
         }));
     }
@@ -415,15 +516,16 @@ fn assemble(
     config: &BlastConfig,
     backend: &'static str,
     clients: Vec<ClientReport>,
-    server: &HashMap<u32, ServerSession>,
+    server: &ServerRecord,
     setup: &Setup,
     interrupted: bool,
 ) -> (BlastReport, Option<Vec<u8>>) {
     let elapsed = setup.epoch.elapsed();
+    let client_rejected = clients.iter().map(|c| c.rejected).sum::<u64>();
     let sessions: Vec<SessionResult> = clients
         .into_iter()
         .map(|c| {
-            let seen = server.get(&c.session);
+            let seen = c.session.and_then(|id| server.sessions.get(&id));
             session_result(c, seen, config.duration)
         })
         .collect();
@@ -449,6 +551,11 @@ fn assemble(
         received_per_second: received_datagrams as f64 / elapsed.as_secs_f64().max(1e-9),
         goodput_bps,
         interrupted,
+        rejected: Rejected {
+            server: server.rejected,
+            clients: client_rejected,
+            total: server.rejected + client_rejected,
+        },
         pcap_frames,
         kernel: None,
         notes: Vec::new(),
@@ -474,9 +581,8 @@ async fn run_loopback(
 ) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
     let setup = Setup::new(config);
     let options = ServerOptions {
-        address: Ipv4Addr::LOCALHOST,
         max_datagrams: config.max_datagrams,
-        delay: None,
+        ..ServerOptions::new(Ipv4Addr::LOCALHOST, setup.key)
     };
     let server = Server::start(
         setup.allocator.clone(),
@@ -487,16 +593,16 @@ async fn run_loopback(
     )
     .await?;
     let filter = Arc::new(OutboundFilter::new(config.allowed));
-    let clients = run_clients(
-        config,
-        server.control_addr(),
-        client::CLIENT_HOST,
-        None,
+    let side = ClientSide {
+        control: server.control_addr(),
+        address: client::CLIENT_HOST,
+        delay: None,
         filter,
-        (setup.epoch, setup.capture.clone()),
-        stop.clone(),
-    )
-    .await;
+        epoch: setup.epoch,
+        capture: setup.capture.clone(),
+        key: setup.key,
+    };
+    let clients = run_clients(config, side, stop.clone()).await;
     let seen = server.shutdown().await;
     let interrupted = *stop.borrow();
     Ok(assemble(
@@ -557,15 +663,15 @@ async fn run_netns(
     let (finish, finished) = tokio::sync::oneshot::channel::<()>();
     let server_ns = hosts.server_ns.clone();
     let options = ServerOptions {
-        address: netns::SERVER_ADDR,
         max_datagrams: config.max_datagrams,
         delay: emulator_delay,
+        ..ServerOptions::new(netns::SERVER_ADDR, setup.key)
     };
     let (allocator, epoch, capture) = (setup.allocator.clone(), setup.epoch, setup.capture.clone());
-    let server_thread = std::thread::spawn(move || -> HashMap<u32, ServerSession> {
+    let server_thread = std::thread::spawn(move || -> ServerRecord {
         let fail = |ready: tokio::sync::oneshot::Sender<_>, e: String| {
             let _ = ready.send(Err(e));
-            HashMap::new()
+            ServerRecord::default()
         };
         if let Err(e) = netns::enter(&server_ns) {
             return fail(ready, e.to_string());
@@ -598,7 +704,15 @@ async fn run_netns(
     // The clients: a thread in the client namespace; the kernel's ruleset filters them.
     let client_ns = hosts.client_ns.clone();
     let client_config = config.clone();
-    let client_setup = (setup.epoch, setup.capture.clone());
+    let side = ClientSide {
+        control,
+        address: netns::CLIENT_ADDR,
+        delay: emulator_delay,
+        filter: Arc::new(OutboundFilter::new(None)),
+        epoch: setup.epoch,
+        capture: setup.capture.clone(),
+        key: setup.key,
+    };
     let client_stop = stop.clone();
     let clients = tokio::task::spawn_blocking(move || -> Result<Vec<ClientReport>, String> {
         netns::enter(&client_ns).map_err(|e| e.to_string())?;
@@ -606,15 +720,7 @@ async fn run_netns(
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(runtime.block_on(run_clients(
-            &client_config,
-            control,
-            netns::CLIENT_ADDR,
-            emulator_delay,
-            Arc::new(OutboundFilter::new(None)),
-            client_setup,
-            client_stop,
-        )))
+        Ok(runtime.block_on(run_clients(&client_config, side, client_stop)))
     })
     .await
     .map_err(|e| BlastError::Server(e.to_string()))

@@ -1,111 +1,78 @@
-//! The transfer-server emulator.
+//! The transfer-server emulator: it moves bytes; what they mean is decided by the control
+//! handshake here and by the port's [`PortReceiver`].
 //!
-//! A TCP control listener (the "SSH" port) takes one HELLO per connection, gives the session
-//! a UDP port with the same [`PortAllocator`] `plan` and `simulate` use, binds that port
-//! (sessions sharing a port are told apart by session id) and answers PORT — or REFUSED when
-//! no port is free. The session lasts as long as its control connection: when the client
-//! closes it, the key gives its port back, and the port's socket closes with its last key.
+//! A TCP control listener (the "SSH" port) takes one HELLO per connection. A HELLO with the
+//! run's key gets a session id the server assigns, a random token, and a UDP port from the
+//! same [`PortAllocator`] `plan` and `simulate` use; the server binds that port, registers
+//! the session with the port's receiver and answers PORT — or REFUSED when the key is wrong,
+//! the request absurd, the server full or no port free. The session lasts as long as its
+//! control connection, which also answers QUERY with how much of the session arrived. When
+//! the client closes it, the key gives its port back and the port's socket closes with its
+//! last key.
 //!
-//! Each bound port has one receiver task. It acknowledges a session's first datagram (the
-//! proof that the UDP path works) and every 128th after it, in case an acknowledgement is
-//! lost; it records what arrives, asks for gaps with NACKs, and answers DONE with the final
-//! statistics. Its per-session results stay in the emulator for the report.
+//! The control port cannot be held by peers that never speak: a connection has
+//! [`HELLO_TIMEOUT`] to send its HELLO, and past [`MAX_PENDING`] connections waiting for
+//! one, the oldest is closed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle};
 
 use super::capture::Capture;
 use super::delay::DelayLine;
+pub use super::receiver::ServerSession;
+use super::receiver::{PortReceiver, Registration, Reply};
+use super::{MAX_CLIENTS, MAX_DATAGRAMS_PER_SESSION};
 use crate::model::{AllocatorConfig, Closed, Port, PortAllocator, PortKey, SessionRef};
-use crate::wire::fasp::{
-    self, CONTROL_LEN, ControlRepr, MAX_DATAGRAM, MAX_NACK_RANGES, Message, ReceiverStats,
-    RefusedReason, Repr, SeqRange, flags,
-};
+use crate::wire::control::{self, CONTROL_LEN, ControlRepr, RefusedReason};
+use crate::wire::fasp::{self, MAX_DATAGRAM};
 
-/// Distinct datagrams between two acknowledgements of a session's path.
-const ACK_EVERY: u64 = 128;
-
-/// What the server saw of one session.
-#[derive(Debug, Clone)]
-pub struct ServerSession {
-    pub port: Port,
-    pub stats: ReceiverStats,
-    /// Datagrams the client said it sent (from DONE), if it said.
-    pub sent: Option<u64>,
-    /// First to last data arrival.
-    pub active: Duration,
-    /// One-way latency in microseconds.
-    pub latency_us: Histogram<u64>,
-}
-
-/// A session as the receiver tracks it.
-struct Receiving {
-    peer: SocketAddr,
-    /// Bit `s` set = sequence `s` arrived.
-    seen: Vec<u64>,
-    stats: ReceiverStats,
-    sent: Option<u64>,
-    first: Option<Instant>,
-    last: Option<Instant>,
-    latency_us: Histogram<u64>,
-}
-
-impl Receiving {
-    fn new(peer: SocketAddr) -> Self {
-        Self {
-            peer,
-            seen: Vec::new(),
-            stats: ReceiverStats::default(),
-            sent: None,
-            first: None,
-            last: None,
-            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-        }
-    }
-
-    /// Records `sequence`; returns false for a duplicate.
-    fn mark(&mut self, sequence: u64) -> bool {
-        let (word, bit) = ((sequence / 64) as usize, sequence % 64);
-        if self.seen.len() <= word {
-            self.seen.resize(word + 1, 0);
-        }
-        let fresh = self.seen[word] & (1 << bit) == 0;
-        self.seen[word] |= 1 << bit;
-        fresh
-    }
-
-    fn finish(self, port: Port) -> ServerSession {
-        let active = match (self.first, self.last) {
-            (Some(first), Some(last)) => last - first,
-            _ => Duration::ZERO,
-        };
-        ServerSession {
-            port,
-            stats: self.stats,
-            sent: self.sent,
-            active,
-            latency_us: self.latency_us,
-        }
-    }
-}
+/// Time a control connection has to send its HELLO.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control connections waiting for their HELLO at once; the oldest is closed past this.
+pub const MAX_PENDING: usize = 256;
 
 /// How the emulator runs.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
     /// The address it listens on (127.0.0.1 on loopback, 198.18.0.1 in its namespace).
     pub address: Ipv4Addr,
-    /// Highest sequence number a session may use (bounds receiver memory).
+    /// Highest sequence number a session may use (bounds what a session can claim).
     pub max_datagrams: u64,
     /// One-way delay and jitter added to its replies when the kernel cannot (no netem).
     pub delay: Option<(Duration, Duration)>,
+    /// The run's credential: a HELLO must carry it.
+    pub key: u64,
+    /// Most sessions at once.
+    pub max_sessions: u32,
+}
+
+impl ServerOptions {
+    /// An emulator on `address` for a run with this key, at the run's limits.
+    pub fn new(address: Ipv4Addr, key: u64) -> Self {
+        Self {
+            address,
+            max_datagrams: MAX_DATAGRAMS_PER_SESSION,
+            delay: None,
+            key,
+            max_sessions: MAX_CLIENTS,
+        }
+    }
+}
+
+/// What the server saw, all sessions.
+#[derive(Debug, Default)]
+pub struct ServerRecord {
+    pub sessions: HashMap<u32, ServerSession>,
+    /// Datagrams and control frames dropped because they were not a session's own.
+    pub rejected: u64,
 }
 
 struct Shared {
@@ -116,12 +83,24 @@ struct Shared {
     ports: Mutex<HashMap<Port, PortTask>>,
     results: Mutex<HashMap<u32, ServerSession>>,
     rule_key: Box<dyn Fn(u32, u32) -> PortKey + Send + Sync>,
+    next_session: AtomicU32,
+    active_sessions: AtomicU32,
+    rejected: AtomicU64,
+    /// Control connections waiting for their HELLO, oldest first.
+    pending: Mutex<BTreeMap<u64, AbortHandle>>,
     epoch: Instant,
     options: ServerOptions,
     capture: Option<Arc<Capture>>,
 }
 
+/// What a control connection tells its port's receiver.
+enum PortEvent {
+    Register(Registration),
+    Unregister(u32),
+}
+
 struct PortTask {
+    events: mpsc::UnboundedSender<PortEvent>,
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
 }
@@ -150,21 +129,17 @@ impl Server {
         options: ServerOptions,
         capture: Option<Arc<Capture>>,
     ) -> Result<Self, ListenError> {
-        let listener = TcpListener::bind((options.address, control_port))
-            .await
-            .map_err(|source| ListenError {
-                port: control_port,
-                source,
-            })?;
-        let control = listener.local_addr().map_err(|source| ListenError {
+        let failed = |source| ListenError {
             port: control_port,
             source,
-        })?;
+        };
+        let listener = TcpListener::bind((options.address, control_port))
+            .await
+            .map_err(failed)?;
+        let control = listener.local_addr().map_err(failed)?;
         let rule = config.rule;
-        let allocator = PortAllocator::new(config).map_err(|e| ListenError {
-            port: control_port,
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let allocator =
+            PortAllocator::new(config).map_err(|e| failed(std::io::Error::other(e.to_string())))?;
         let shared = Arc::new(Shared {
             port_changes: tokio::sync::Mutex::new(()),
             allocator: Mutex::new(allocator),
@@ -176,14 +151,29 @@ impl Server {
                     account: u64::from(account),
                 })
             }),
+            next_session: AtomicU32::new(1),
+            active_sessions: AtomicU32::new(0),
+            rejected: AtomicU64::new(0),
+            pending: Mutex::new(BTreeMap::new()),
             epoch,
             options,
             capture,
         });
         let accept_shared = Arc::clone(&shared);
         let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_control(stream, Arc::clone(&accept_shared)));
+            let mut connections = 0u64;
+            while let Ok((stream, peer)) = listener.accept().await {
+                connections += 1;
+                let shared = Arc::clone(&accept_shared);
+                let task = tokio::spawn(serve_control(stream, peer, connections, shared));
+                let mut pending = lock(&accept_shared.pending);
+                pending.insert(connections, task.abort_handle());
+                if pending.len() > MAX_PENDING
+                    && let Some((_, oldest)) = pending.pop_first()
+                {
+                    oldest.abort();
+                    accept_shared.rejected.fetch_add(1, Ordering::Relaxed);
+                }
             }
         });
         Ok(Self {
@@ -198,8 +188,11 @@ impl Server {
     }
 
     /// Stops every task, closes every socket and returns what each session's receiver saw.
-    pub async fn shutdown(self) -> HashMap<u32, ServerSession> {
+    pub async fn shutdown(self) -> ServerRecord {
         self.accept.abort();
+        for (_, waiting) in std::mem::take(&mut *lock(&self.shared.pending)) {
+            waiting.abort();
+        }
         // A session closing right now finishes first: its receiver's results land before
         // they are taken.
         let _changing = self.shared.port_changes.lock().await;
@@ -208,7 +201,10 @@ impl Server {
             let _ = task.stop.send(true);
             let _ = task.handle.await;
         }
-        std::mem::take(&mut *lock(&self.shared.results))
+        ServerRecord {
+            sessions: std::mem::take(&mut *lock(&self.shared.results)),
+            rejected: self.shared.rejected.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -219,62 +215,157 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// One control connection: HELLO in, PORT or REFUSED out, then wait for the client to close.
-async fn serve_control(mut stream: TcpStream, shared: Arc<Shared>) {
-    let mut frame = [0u8; CONTROL_LEN];
-    if stream.read_exact(&mut frame).await.is_err() {
-        return;
-    }
-    let Ok(ControlRepr::Hello {
-        session,
-        account,
-        datagram,
-        ..
-    }) = fasp::parse_control(&frame)
-    else {
-        return;
-    };
-    if usize::from(datagram) < fasp::HEADER_LEN || usize::from(datagram) > MAX_DATAGRAM {
-        let refused = ControlRepr::Refused {
-            session,
-            reason: RefusedReason::BadRequest,
-        };
-        let _ = stream.write_all(&refused.to_bytes()).await;
-        return;
-    }
-    let key = (shared.rule_key)(session, account);
-    let Some(port) = open_port(&shared, key).await else {
-        let refused = ControlRepr::Refused {
-            session,
-            reason: RefusedReason::NoFreePort,
-        };
-        let _ = stream.write_all(&refused.to_bytes()).await;
-        return;
-    };
-    let answer = ControlRepr::Port { session, port };
-    if stream.write_all(&answer.to_bytes()).await.is_ok() {
-        // The session lasts until the client closes its control connection.
-        let mut rest = [0u8; 64];
-        while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
-    }
-    close_port(&shared, key).await;
+/// Tells the client why it gets no session.
+async fn refuse(stream: &mut TcpStream, reason: RefusedReason) {
+    let _ = stream
+        .write_all(&ControlRepr::Refused { reason }.to_bytes())
+        .await;
 }
 
-/// Gives `key` a port and makes sure a receiver listens on it. A port another process
-/// holds is kept out of use for the rest of the run, as a server would skip it.
-async fn open_port(shared: &Arc<Shared>, key: PortKey) -> Option<Port> {
+/// A HELLO's request, checked; the refusal when it cannot be served.
+fn check_hello(shared: &Shared, frame: &[u8]) -> Result<(u32, u16, u64), Option<RefusedReason>> {
+    let Ok(ControlRepr::Hello {
+        account,
+        datagram,
+        rate_bps,
+        key,
+    }) = control::parse(frame)
+    else {
+        return Err(None);
+    };
+    if key != shared.options.key {
+        return Err(Some(RefusedReason::Unauthorized));
+    }
+    if usize::from(datagram) < fasp::HEADER_LEN || usize::from(datagram) > MAX_DATAGRAM {
+        return Err(Some(RefusedReason::BadRequest));
+    }
+    Ok((account, datagram, rate_bps))
+}
+
+/// One control connection: HELLO in, PORT or REFUSED out, then QUERYs until the client
+/// closes it.
+async fn serve_control(mut stream: TcpStream, peer: SocketAddr, number: u64, shared: Arc<Shared>) {
+    let mut frame = [0u8; CONTROL_LEN];
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, stream.read_exact(&mut frame)).await;
+    lock(&shared.pending).remove(&number);
+    if !matches!(hello, Ok(Ok(_))) {
+        shared.rejected.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let (account, datagram, rate_bps) = match check_hello(&shared, &frame) {
+        Ok(request) => request,
+        Err(reason) => {
+            shared.rejected.fetch_add(1, Ordering::Relaxed);
+            if let Some(reason) = reason {
+                refuse(&mut stream, reason).await;
+            }
+            return;
+        }
+    };
+    let admitted = shared
+        .active_sessions
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < shared.options.max_sessions).then_some(n + 1)
+        })
+        .is_ok();
+    if !admitted {
+        refuse(&mut stream, RefusedReason::Busy).await;
+        return;
+    }
+    let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let registration = Registration {
+        session,
+        token: new_secret(),
+        peer_ip: peer.ip(),
+        rate_bps,
+        datagram,
+        registered_at: shared.epoch.elapsed(),
+        progress: Arc::new(AtomicU64::new(0)),
+    };
+    let token = registration.token;
+    let progress = Arc::clone(&registration.progress);
+    let key = (shared.rule_key)(session, account);
+    match open_port(&shared, key, registration).await {
+        Some(port) => {
+            let answer = ControlRepr::Port {
+                session,
+                port,
+                token,
+            };
+            if stream.write_all(&answer.to_bytes()).await.is_ok() {
+                answer_queries(&mut stream, session, &progress).await;
+            }
+            close_port(&shared, key, session).await;
+        }
+        None => refuse(&mut stream, RefusedReason::NoFreePort).await,
+    }
+    shared.active_sessions.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// The session lasts until the client closes its control connection (or sends what is not
+/// a QUERY of its own session); each QUERY gets the session's progress.
+async fn answer_queries(stream: &mut TcpStream, session: u32, progress: &AtomicU64) {
+    let mut frame = [0u8; CONTROL_LEN];
+    while stream.read_exact(&mut frame).await.is_ok() {
+        let Ok(ControlRepr::Query { session: asked }) = control::parse(&frame) else {
+            return;
+        };
+        if asked != session {
+            return;
+        }
+        let status = ControlRepr::Status {
+            session,
+            received: progress.load(Ordering::Relaxed),
+        };
+        if stream.write_all(&status.to_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A session token or a run key: 64 random bits from the operating system.
+pub fn new_secret() -> u64 {
+    // Without the OS's randomness (which no supported system lacks), a token from the
+    // standard library's randomly keyed hasher is still unguessable from outside.
+    getrandom::u64().unwrap_or_else(|_| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(Instant::now().elapsed().as_nanos());
+        hasher.finish()
+    })
+}
+
+/// Gives `key` a port, makes sure a receiver listens on it and registers the session there.
+/// A port another process holds is kept out of use for the rest of the run, as a server
+/// would skip it.
+async fn open_port(shared: &Arc<Shared>, key: PortKey, registration: Registration) -> Option<Port> {
     let _changing = shared.port_changes.lock().await;
     for _ in 0..64 {
         let port = lock(&shared.allocator).acquire(key).ok()?;
-        if lock(&shared.ports).contains_key(&port) {
+        if let Some(task) = lock(&shared.ports).get(&port) {
+            let _ = task.events.send(PortEvent::Register(registration));
             return Some(port);
         }
         match bind(shared.options.address, port).await {
             Ok(socket) => {
                 let (stop, stopped) = watch::channel(false);
-                let handle =
-                    tokio::spawn(receive(Arc::new(socket), port, Arc::clone(shared), stopped));
-                lock(&shared.ports).insert(port, PortTask { stop, handle });
+                let (events, incoming) = mpsc::unbounded_channel();
+                let _ = events.send(PortEvent::Register(registration));
+                let handle = tokio::spawn(receive(
+                    Arc::new(socket),
+                    port,
+                    Arc::clone(shared),
+                    incoming,
+                    stopped,
+                ));
+                lock(&shared.ports).insert(
+                    port,
+                    PortTask {
+                        events,
+                        stop,
+                        handle,
+                    },
+                );
                 return Some(port);
             }
             Err(_) => {
@@ -304,28 +395,40 @@ async fn bind(address: Ipv4Addr, port: Port) -> std::io::Result<UdpSocket> {
     Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
 }
 
-async fn close_port(shared: &Arc<Shared>, key: PortKey) {
+async fn close_port(shared: &Arc<Shared>, key: PortKey, session: u32) {
     let _changing = shared.port_changes.lock().await;
     let closed = lock(&shared.allocator).release(key);
-    if let Ok(Closed::Freed { port }) = closed {
-        let task = lock(&shared.ports).remove(&port);
-        if let Some(task) = task {
-            let _ = task.stop.send(true);
-            let _ = task.handle.await;
+    let port = match closed {
+        Ok(
+            Closed::Freed { port } | Closed::StillShared { port } | Closed::Lingering { port, .. },
+        ) => port,
+        _ => return,
+    };
+    let freed = matches!(closed, Ok(Closed::Freed { .. }));
+    let task = {
+        let mut ports = lock(&shared.ports);
+        if let Some(task) = ports.get(&port) {
+            let _ = task.events.send(PortEvent::Unregister(session));
         }
+        if freed { ports.remove(&port) } else { None }
+    };
+    if let Some(task) = task {
+        let _ = task.stop.send(true);
+        let _ = task.handle.await;
     }
 }
 
-/// The receiver of one port.
+/// The socket side of one port: datagrams to its [`PortReceiver`], replies back out.
 async fn receive(
     socket: Arc<UdpSocket>,
     port: Port,
     shared: Arc<Shared>,
+    mut events: mpsc::UnboundedReceiver<PortEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut sessions: HashMap<u32, Receiving> = HashMap::new();
+    let mut receiver = PortReceiver::new(port, shared.options.max_datagrams);
     let mut buffer = vec![0u8; MAX_DATAGRAM];
-    let mut reply = vec![0u8; 2048];
+    let mut replies = Vec::new();
     let mut path = Path {
         socket: Arc::clone(&socket),
         delay: shared
@@ -333,6 +436,15 @@ async fn receive(
             .delay
             .map(|(delay, jitter)| DelayLine::spawn(Arc::clone(&socket), delay, jitter)),
         local: SocketAddr::from((shared.options.address, port)),
+        wire: vec![0u8; 2048],
+    };
+    let apply = |receiver: &mut PortReceiver, event| match event {
+        PortEvent::Register(registration) => receiver.register(registration),
+        PortEvent::Unregister(session) => {
+            if let Some(result) = receiver.unregister(session) {
+                lock(&shared.results).insert(session, result);
+            }
+        }
     };
     loop {
         let (len, peer) = tokio::select! {
@@ -340,125 +452,29 @@ async fn receive(
                 Ok(r) => r,
                 Err(_) => continue,
             },
+            Some(event) = events.recv() => {
+                apply(&mut receiver, event);
+                continue;
+            }
             _ = stop.changed() => break,
         };
-        let now = Instant::now();
-        let Ok(repr) = fasp::parse(&buffer[..len]) else {
-            continue;
-        };
-        let state = sessions
-            .entry(repr.session)
-            .or_insert_with(|| Receiving::new(peer));
-        state.peer = peer;
-        let answer = match repr.message {
-            Message::Data { payload_len } => {
-                if repr.sequence >= shared.options.max_datagrams || !state.mark(repr.sequence) {
-                    continue;
-                }
-                let first = state.first.is_none();
-                state.first.get_or_insert(now);
-                state.last = Some(now);
-                state.stats.received += 1;
-                state.stats.bytes += u64::from(payload_len);
-                // The send time is the peer's word: a time past the end of ours is ignored.
-                if let Some(sent_at) = shared.epoch.checked_add(Duration::from_nanos(repr.send_ns))
-                {
-                    let latency = now.saturating_duration_since(sent_at).as_micros() as u64;
-                    let _ = state.latency_us.record(latency.max(1));
-                }
-                let gap = repr.sequence > state.stats.next_expected;
-                let missing = SeqRange {
-                    first: state.stats.next_expected,
-                    count: u32::try_from(repr.sequence.saturating_sub(state.stats.next_expected))
-                        .unwrap_or(u32::MAX),
-                };
-                state.stats.next_expected = state.stats.next_expected.max(repr.sequence + 1);
-                // The first datagram is acknowledged, and every ACK_EVERY-th after it, so a
-                // lost acknowledgement does not fail a working session.
-                if gap {
-                    Some(Message::Nack {
-                        missing: vec![missing],
-                    })
-                } else if first || state.stats.received % ACK_EVERY == 0 {
-                    Some(Message::Ack {
-                        flags: flags::HANDSHAKE,
-                        stats: state.stats,
-                    })
-                } else {
-                    None
-                }
-            }
-            Message::Done { sent, .. } => {
-                // No session can have sent more than the run allows.
-                let sent = sent.min(shared.options.max_datagrams);
-                state.sent = Some(sent);
-                let mut stats = state.stats;
-                stats.next_expected = stats.next_expected.max(sent);
-                stats.missing = stats.next_expected.saturating_sub(stats.received);
-                state.stats = stats;
-                // Ask once more for what is still missing, then report.
-                let missing = missing_ranges(&state.seen, stats.next_expected);
-                if !missing.is_empty() {
-                    send(
-                        &mut path,
-                        peer,
-                        repr.session,
-                        Message::Nack { missing },
-                        &mut reply,
-                        &shared,
-                    )
-                    .await;
-                }
-                Some(Message::Ack {
-                    flags: flags::FINAL,
-                    stats,
-                })
-            }
-            Message::Nack { .. } | Message::Ack { .. } => None,
-        };
-        if let Some(message) = answer {
-            send(&mut path, peer, repr.session, message, &mut reply, &shared).await;
+        // A session registers before its client learns the port: whatever is queued
+        // belongs to datagrams that can already be on their way.
+        while let Ok(event) = events.try_recv() {
+            apply(&mut receiver, event);
+        }
+        receiver.on_datagram(peer, &buffer[..len], shared.epoch.elapsed(), &mut replies);
+        for reply in replies.drain(..) {
+            path.send(&reply, &shared).await;
         }
     }
-    let mut results = lock(&shared.results);
-    for (session, state) in sessions {
-        results.insert(session, state.finish(port));
+    while let Ok(event) = events.try_recv() {
+        apply(&mut receiver, event);
     }
-}
-
-/// Sequence numbers below `end` not marked in `seen`, as ranges (at most one NACK's worth).
-fn missing_ranges(seen: &[u64], end: u64) -> Vec<SeqRange> {
-    let mut ranges: Vec<SeqRange> = Vec::new();
-    let mut sequence = 0;
-    while sequence < end {
-        let (word, bit) = ((sequence / 64) as usize, sequence % 64);
-        let bits = seen.get(word).copied().unwrap_or(0);
-        // Whole words received are skipped at once.
-        if bit == 0 && bits == u64::MAX {
-            sequence += 64;
-            continue;
-        }
-        sequence += 1;
-        if bits & (1 << bit) != 0 {
-            continue;
-        }
-        let sequence = sequence - 1;
-        if let Some(r) = ranges.last_mut()
-            && r.first + u64::from(r.count) == sequence
-            && r.count < u32::MAX
-        {
-            r.count += 1;
-            continue;
-        }
-        if ranges.len() == MAX_NACK_RANGES {
-            break;
-        }
-        ranges.push(SeqRange {
-            first: sequence,
-            count: 1,
-        });
-    }
-    ranges
+    shared
+        .rejected
+        .fetch_add(receiver.rejected(), Ordering::Relaxed);
+    lock(&shared.results).extend(receiver.finish());
 }
 
 /// The server's end of the path: its socket, and the delay line when it adds the delay.
@@ -466,62 +482,29 @@ struct Path {
     socket: Arc<UdpSocket>,
     delay: Option<DelayLine>,
     local: SocketAddr,
+    wire: Vec<u8>,
 }
 
-async fn send(
-    path: &mut Path,
-    peer: SocketAddr,
-    session: u32,
-    message: Message,
-    buffer: &mut Vec<u8>,
-    shared: &Shared,
-) {
-    let repr = Repr {
-        session,
-        sequence: 0,
-        send_ns: shared.epoch.elapsed().as_nanos() as u64,
-        message,
-    };
-    if buffer.len() < repr.buffer_len() {
-        buffer.resize(repr.buffer_len(), 0);
-    }
-    if let Ok(len) = repr.emit(buffer) {
-        if let Some(capture) = &shared.capture {
-            capture.record(path.local, peer, &buffer[..len]);
+impl Path {
+    async fn send(&mut self, reply: &Reply, shared: &Shared) {
+        let needed = reply.repr.buffer_len();
+        if self.wire.len() < needed {
+            self.wire.resize(needed, 0);
         }
-        match &mut path.delay {
+        let Ok(len) = reply.repr.emit(&mut self.wire) else {
+            return;
+        };
+        let bytes = &self.wire[..len];
+        if let Some(capture) = &shared.capture {
+            capture.record(self.local, reply.to, bytes);
+        }
+        match &mut self.delay {
             Some(line) => {
-                line.send(&buffer[..len], peer);
+                line.send(bytes, reply.to);
             }
             None => {
-                let _ = path.socket.send_to(&buffer[..len], peer).await;
+                let _ = self.socket.send_to(bytes, reply.to).await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_ranges_merge_and_stop_at_the_limit() {
-        let mut seen = vec![0u64; 2];
-        for s in [0u64, 1, 4, 5, 9] {
-            seen[(s / 64) as usize] |= 1 << (s % 64);
-        }
-        assert_eq!(
-            missing_ranges(&seen, 12),
-            vec![
-                SeqRange { first: 2, count: 2 },
-                SeqRange { first: 6, count: 3 },
-                SeqRange {
-                    first: 10,
-                    count: 2
-                }
-            ]
-        );
-        let every_other: Vec<u64> = vec![0x5555_5555_5555_5555; 10];
-        assert_eq!(missing_ranges(&every_other, 640).len(), MAX_NACK_RANGES);
     }
 }

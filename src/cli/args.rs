@@ -25,7 +25,8 @@ use crate::units::{Bitrate, ByteSize, Duration, Probability, Rate, parse_non_neg
         every concurrent session its own port, macOS and FreeBSD one per user account, linux \
         one for all (unless port reuse is off). udprange tells you the exact range your \
         client and server firewalls must open, and writes the rules.",
-    after_help = "Exit codes: 0 success, 1 a check failed, 2 bad input.\n\
+    after_help = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 blast was \
+        inconclusive, 130 blast was interrupted.\n\
         Example: udprange plan --os windows --concurrent 10"
 )]
 pub struct Cli {
@@ -51,7 +52,8 @@ pub enum Command {
     /// Run the [expect] section of every scenario and report one line each; exit 1 if any fails.
     Check(CheckArgs),
     /// Blast FASP-like traffic through the client's firewall on loopback and report which
-    /// sessions get through: exit 0 when the range is sufficient, 1 when not.
+    /// sessions get through: exit 0 when the range is sufficient, 1 when not, 3 when sessions
+    /// failed only for reasons that are not the range's (inconclusive), 130 after Ctrl-C.
     ///
     /// Without a file it runs the embedded seed example (windows, 10 clients, 33001-33010).
     /// Flags override the scenario's [server], [client] and [traffic] settings.

@@ -5,9 +5,9 @@ use std::time::Duration;
 use super::args::BackendName;
 use super::args::BlastArgs;
 use super::output::OutputFile;
-use super::{EXIT_FAILED, EXIT_OK, Outcome, UsageError};
+use super::{EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, Outcome, UsageError};
 use crate::blast::netns::WanPath;
-use crate::blast::{self, Backend, BlastConfig};
+use crate::blast::{self, Backend, BlastConfig, Status};
 use crate::report::Export;
 use crate::scenario::Scenario;
 
@@ -132,10 +132,14 @@ pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
     Ok(Outcome {
         stdout: report.render(args.format),
         files,
-        code: if report.verdict.sufficient {
-            EXIT_OK
+        code: if report.interrupted {
+            EXIT_INTERRUPTED
         } else {
-            EXIT_FAILED
+            match report.verdict.status {
+                Status::Sufficient => EXIT_OK,
+                Status::Insufficient => EXIT_FAILED,
+                Status::Inconclusive => EXIT_INCONCLUSIVE,
+            }
         },
     })
 }

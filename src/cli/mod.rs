@@ -3,7 +3,9 @@
 //!
 //! Exit codes: [`EXIT_OK`] 0, [`EXIT_FAILED`] 1 (a check or verdict failed, or output could not
 //! be written), [`EXIT_USAGE`] 2 (bad input: one line on stderr naming the flag, nothing on
-//! stdout).
+//! stdout), [`EXIT_INCONCLUSIVE`] 3 (`blast`: sessions failed only for reasons that are not
+//! the range's, so no verdict), [`EXIT_INTERRUPTED`] 130 (`blast` interrupted by Ctrl-C; the
+//! report covers the run until then).
 
 mod args;
 mod blast;
@@ -31,6 +33,9 @@ use crate::report::{Export, PlanReport, Stochastic, TableRow};
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_INCONCLUSIVE: i32 = 3;
+/// 128 + SIGINT, as shells report a command Ctrl-C ended.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Bad input, as one line: the flag and value at fault and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -111,12 +111,7 @@ impl Export for BlastReport {
             "handshake"
         );
         for s in &self.sessions {
-            let outcome = match s.outcome {
-                crate::blast::Outcome::Ok => "ok",
-                crate::blast::Outcome::Blocked => "blocked",
-                crate::blast::Outcome::Refused => "refused",
-                crate::blast::Outcome::Failed => "failed",
-            };
+            let outcome = s.outcome.name();
             let _ = writeln!(
                 out,
                 "  {:>5} {:>7} {:>6}  {:<8} {:>13} {:>9} {:>9} {:>6} {:>6} {:>8} {:>9}  {}",
@@ -157,6 +152,13 @@ impl Export for BlastReport {
             self.received_per_second,
             rate(self.goodput_bps)
         );
+        let rejected = &self.rejected;
+        let _ = writeln!(
+            out,
+            "rejected {} datagrams and control frames that were not a session's own \
+             (server {}, clients {}); they changed no outcome",
+            rejected.total, rejected.server, rejected.clients
+        );
         if self.pcap_frames > 0 {
             let _ = writeln!(out, "captured {} frames", self.pcap_frames);
         }
@@ -176,10 +178,7 @@ impl Export for BlastReport {
                 s.id,
                 s.account,
                 opt(s.port.map(|p| p.to_string())),
-                serde_json::to_value(s.outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                s.outcome.name(),
                 s.goodput_bps,
                 s.sent,
                 s.received,

@@ -1,4 +1,77 @@
-//! Wire formats: the FASP-like datagram and its handshake frames ([`fasp`]), and IPv4/UDP
-//! framing for captures ([`capture`]).
+//! Wire formats: the FASP-like datagram ([`fasp`]) and the control frames of its handshake
+//! ([`control`]). The wire is the only thing a client and a server share.
+//!
+//! ## Who may speak for a session
+//! The protocol is designed as if it met the open internet, because a verdict that a forged
+//! datagram can flip is worse than none. Everything below is checked by the receiving side;
+//! what fails a check is dropped and counted (`rejected` in the report) and never changes an
+//! outcome.
+//!
+//! 1. **The control connection is authenticated.** HELLO carries the run's `key` (for a
+//!    local run a random 64-bit value both sides get from the run; across hosts the value the
+//!    user gives to `serve` and to the client, as the vendor's SSH login is). A HELLO with
+//!    another key is refused before any port is allocated. Connections that do not finish
+//!    their HELLO in time are closed, and the oldest is evicted when too many are pending,
+//!    so a slow or silent peer cannot hold the control port.
+//! 2. **The server names the session.** PORT carries a session id the server assigns (unique
+//!    within the server's life) and a random 64-bit `token`. Neither comes from the client,
+//!    so no client can claim another's session.
+//! 3. **Every datagram carries `(session, token)`.** The server accepts a datagram on a
+//!    port only for a session registered on that port, with its token, from the IP address
+//!    of the session's control connection; the first such datagram fixes the peer's UDP port,
+//!    and any other source is rejected from then on. A client accepts a reply only from its
+//!    server's address and granted port, with its session id and token.
+//! 4. **Claims are checked against what happened.** A DONE's `sent` cannot exceed what the
+//!    session could have sent at its rate and the run's limit; the receiver's state for a
+//!    session grows with the gaps it has seen, never with the sequence numbers a datagram
+//!    claims, and has a fixed ceiling.
+//!
+//! Tokens protect against peers that can send but not read the session's traffic (anyone on
+//! the same host or path without capture rights). A `--pcap` file holds tokens; it is a
+//! record of a finished run, whose tokens are dead.
 
+pub mod control;
 pub mod fasp;
+
+/// Protocol version carried by every datagram and frame. Version 2 added the session
+/// token, the run key and server-assigned session ids.
+pub const VERSION: u8 = 2;
+
+/// Why bytes are not a valid datagram or frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("{len} bytes is shorter than the {need}-byte header")]
+    Truncated { len: usize, need: usize },
+    #[error("unknown version {0}")]
+    Version(u8),
+    #[error("unknown kind {0}")]
+    Kind(u8),
+    #[error("unknown flags {0:#06x}")]
+    Flags(u16),
+    #[error("unknown code {0}")]
+    Code(u16),
+    #[error("payload length {claimed} but {available} bytes follow the header")]
+    PayloadLength { claimed: usize, available: usize },
+    #[error("a {kind} payload must be {expected} bytes, not {got}")]
+    PayloadShape {
+        kind: &'static str,
+        expected: &'static str,
+        got: usize,
+    },
+    #[error("buffer of {len} bytes cannot hold {need}")]
+    BufferTooSmall { len: usize, need: usize },
+}
+
+/// A big-endian `u64` at `at`; the caller has checked the length.
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_be_bytes(word)
+}
+
+/// A big-endian `u32` at `at`; the caller has checked the length.
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_be_bytes(word)
+}
