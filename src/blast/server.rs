@@ -162,7 +162,16 @@ impl Server {
         let accept_shared = Arc::clone(&shared);
         let accept = tokio::spawn(async move {
             let mut connections = 0u64;
-            while let Ok((stream, peer)) = listener.accept().await {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    // Out of descriptors, or a connection reset before it was taken: the
+                    // listener itself is fine, and pending connections will be evicted.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
                 connections += 1;
                 let shared = Arc::clone(&accept_shared);
                 let task = tokio::spawn(serve_control(stream, peer, connections, shared));
