@@ -236,3 +236,64 @@ fn missing_tools_are_named() {
     );
     assert!(output.stdout.is_empty());
 }
+
+/// SIGINT 30 ms into a netns run whose sessions the ruleset partly blocks, with a 60 s
+/// handshake timeout: the run ends within 2 s with the report so far and exit 130, nobody
+/// is called blocked for a timeout nobody waited out, and nothing is left behind.
+#[test]
+fn an_early_interrupt_ends_within_two_seconds() {
+    if !kernel_path_available() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args([
+            "blast",
+            "--backend",
+            "netns",
+            "--clients",
+            "8",
+            "--allowed",
+            "33001-33004",
+            "--handshake-timeout",
+            "60s",
+            "--format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    std::thread::sleep(Duration::from_millis(30));
+    let signalled = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "blast did not stop within 10 s of SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = signalled.elapsed();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(took < Duration::from_secs(2), "took {took:?} after SIGINT");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
+    assert_eq!(report["interrupted"], true);
+    let sessions = report["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 8, "{report:#}");
+    assert!(
+        sessions.iter().all(|s| s["outcome"] != "blocked"),
+        "{report:#}"
+    );
+    assert_ne!(report["verdict"]["status"], "insufficient");
+    for name in [
+        &report["kernel"]["client_namespace"],
+        &report["kernel"]["server_namespace"],
+    ] {
+        let name = name.as_str().unwrap();
+        assert!(!netns::exists(name), "{name} was left behind");
+    }
+}

@@ -394,8 +394,14 @@ fn verdict(config: &BlastConfig, sessions: &[SessionResult]) -> Verdict {
             Status::Inconclusive,
             format!(
                 "inconclusive: {failed} of {total} sessions failed ({why}); no session was \
-                 blocked, so this run says nothing against range {}",
-                shown(allowed)
+                 blocked, so this run says nothing against range {}{}",
+                shown(allowed),
+                if other > 0 {
+                    "; such failures come from load or the control path: try fewer clients \
+                     or a lower rate"
+                } else {
+                    ""
+                }
             ),
         )
     };
@@ -569,6 +575,7 @@ pub async fn run(
     config: &BlastConfig,
     stop: watch::Receiver<bool>,
 ) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
+    raise_descriptor_limit();
     match config.backend {
         Backend::Loopback => run_loopback(config, stop).await,
         Backend::Netns(path) => run_netns(config, path, stop).await,
@@ -613,6 +620,24 @@ async fn run_loopback(
         &setup,
         interrupted,
     ))
+}
+
+/// Every session holds a few descriptors (control connection, UDP sockets, the server's
+/// side): the soft limit goes up to the hard one, as a server would be configured, so that
+/// a large run is not cut short by a shell's default of 1024.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// A host's firewall for this run as `udprange rules --syntax nftables --side SIDE

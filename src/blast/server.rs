@@ -86,11 +86,20 @@ struct Shared {
     next_session: AtomicU32,
     active_sessions: AtomicU32,
     rejected: AtomicU64,
-    /// Control connections waiting for their HELLO, oldest first.
-    pending: Mutex<BTreeMap<u64, AbortHandle>>,
+    /// Control connections whose HELLO has not been read, oldest first.
+    pending: Mutex<BTreeMap<u64, Pending>>,
     epoch: Instant,
     options: ServerOptions,
     capture: Option<Arc<Capture>>,
+}
+
+/// A control connection whose HELLO has not been read yet.
+struct Pending {
+    task: AbortHandle,
+    /// Its task has run and found no complete HELLO: it is waiting on the peer, not on us.
+    /// Only such a connection is ever evicted, so a burst of clients whose HELLOs sit
+    /// unread while the server is busy loses none of them.
+    waiting: bool,
 }
 
 /// What a control connection tells its port's receiver.
@@ -174,14 +183,21 @@ impl Server {
                 };
                 connections += 1;
                 let shared = Arc::clone(&accept_shared);
-                let task = tokio::spawn(serve_control(stream, peer, connections, shared));
                 let mut pending = lock(&accept_shared.pending);
-                pending.insert(connections, task.abort_handle());
-                if pending.len() > MAX_PENDING
-                    && let Some((_, oldest)) = pending.pop_first()
-                {
-                    oldest.abort();
-                    accept_shared.rejected.fetch_add(1, Ordering::Relaxed);
+                let task = tokio::spawn(serve_control(stream, peer, connections, shared));
+                pending.insert(
+                    connections,
+                    Pending {
+                        task: task.abort_handle(),
+                        waiting: false,
+                    },
+                );
+                if pending.len() > MAX_PENDING {
+                    let oldest_waiting = pending.iter().find(|(_, p)| p.waiting).map(|(&n, _)| n);
+                    if let Some(evicted) = oldest_waiting.and_then(|n| pending.remove(&n)) {
+                        evicted.task.abort();
+                        accept_shared.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         });
@@ -199,8 +215,8 @@ impl Server {
     /// Stops every task, closes every socket and returns what each session's receiver saw.
     pub async fn shutdown(self) -> ServerRecord {
         self.accept.abort();
-        for (_, waiting) in std::mem::take(&mut *lock(&self.shared.pending)) {
-            waiting.abort();
+        for (_, pending) in std::mem::take(&mut *lock(&self.shared.pending)) {
+            pending.task.abort();
         }
         // A session closing right now finishes first: its receiver's results land before
         // they are taken.
@@ -255,7 +271,26 @@ fn check_hello(shared: &Shared, frame: &[u8]) -> Result<(u32, u16, u64), Option<
 /// closes it.
 async fn serve_control(mut stream: TcpStream, peer: SocketAddr, number: u64, shared: Arc<Shared>) {
     let mut frame = [0u8; CONTROL_LEN];
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, stream.read_exact(&mut frame)).await;
+    let mut read = 0;
+    // What has arrived is taken at once; only a connection still short of its HELLO then
+    // waits for its peer, and only then can it be evicted.
+    while read < CONTROL_LEN {
+        match stream.try_read(&mut frame[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(_) => break,
+        }
+    }
+    if read < CONTROL_LEN
+        && let Some(pending) = lock(&shared.pending).get_mut(&number)
+    {
+        pending.waiting = true;
+    }
+    let hello = if read < CONTROL_LEN {
+        tokio::time::timeout(HELLO_TIMEOUT, stream.read_exact(&mut frame[read..])).await
+    } else {
+        Ok(Ok(0))
+    };
     lock(&shared.pending).remove(&number);
     if !matches!(hello, Ok(Ok(_))) {
         shared.rejected.fetch_add(1, Ordering::Relaxed);

@@ -97,7 +97,7 @@ impl Export for BlastReport {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "  {:>5} {:>7} {:>6}  {:<8} {:>13} {:>9} {:>9} {:>6} {:>6} {:>8} {:>9}  latency p50/p99/max us",
+            "  {:>5} {:>7} {:>6}  {:<11} {:>13} {:>9} {:>9} {:>6} {:>6} {:>8} {:>9}  latency p50/p99/max us",
             "id",
             "account",
             "port",
@@ -114,7 +114,7 @@ impl Export for BlastReport {
             let outcome = s.outcome.name();
             let _ = writeln!(
                 out,
-                "  {:>5} {:>7} {:>6}  {:<8} {:>13} {:>9} {:>9} {:>6} {:>6} {:>8} {:>9}  {}",
+                "  {:>5} {:>7} {:>6}  {:<11} {:>13} {:>9} {:>9} {:>6} {:>6} {:>8} {:>9}  {}",
                 s.id,
                 s.account,
                 s.port.map_or("-".to_string(), |p| p.to_string()),
@@ -130,18 +130,11 @@ impl Export for BlastReport {
                 latency(s)
             );
         }
-        let mut errors: Vec<&str> = self
-            .sessions
-            .iter()
-            .filter_map(|s| s.error.as_deref())
-            .collect();
-        errors.dedup();
-        for error in errors {
-            let count = self
-                .sessions
-                .iter()
-                .filter(|s| s.error.as_deref() == Some(error))
-                .count();
+        let mut errors: std::collections::BTreeMap<&str, usize> = Default::default();
+        for error in self.sessions.iter().filter_map(|s| s.error.as_deref()) {
+            *errors.entry(error).or_default() += 1;
+        }
+        for (error, count) in errors {
             let _ = writeln!(out, "  {count} x {error}");
         }
         let _ = writeln!(
