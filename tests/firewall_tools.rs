@@ -73,6 +73,8 @@ fn variants() -> Vec<Vec<&'static str>> {
                 "--ssh-port",
                 "33001",
                 "--default-drop",
+                "--peer",
+                "any",
                 "--vlink",
             ],
             &["--os", "macos", "--accounts", "3", "--occupied", "33002"],
