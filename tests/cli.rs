@@ -175,6 +175,69 @@ fn rules_in_every_syntax() {
     );
 }
 
+/// `--default-drop` alone would drop DNS, NTP and DHCP with every other UDP: refused in one
+/// line. `--peer any` asks for exactly that and gets it, with no address in the rules.
+#[test]
+fn default_drop_needs_a_peer_or_any() {
+    for syntax in ["nftables", "iptables", "powershell", "pf"] {
+        for side in ["client", "server"] {
+            let args = [
+                "rules",
+                "--syntax",
+                syntax,
+                "--side",
+                side,
+                "--default-drop",
+            ];
+            let refused = udprange(&args);
+            let err = stderr(&refused);
+            assert_eq!(refused.status.code(), Some(2), "{args:?}: {err}");
+            assert!(refused.stdout.is_empty(), "{args:?}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(
+                err.contains("--default-drop") && err.contains("--peer any"),
+                "{args:?}: {err}"
+            );
+            assert!(err.contains("DNS"), "{args:?}: {err}");
+            let any = udprange(&[&args[..], &["--peer", "any"]].concat());
+            assert!(
+                any.status.success(),
+                "{args:?} --peer any: {}",
+                stderr(&any)
+            );
+        }
+    }
+    let drop_for = |syntax: &str| {
+        stdout(&udprange(&[
+            "rules",
+            "--syntax",
+            syntax,
+            "--default-drop",
+            "--peer",
+            "any",
+        ]))
+    };
+    let nft = drop_for("nftables");
+    assert!(
+        nft.contains("\t\tudp dport != { 33001-33010 } drop"),
+        "{nft}"
+    );
+    assert!(!nft.contains("daddr"), "{nft}");
+    let iptables = drop_for("iptables");
+    assert!(
+        iptables.contains(
+            "-A UDPRANGE-CLIENT -p udp -m comment --comment \"UDP outside the FASP openings\" -j DROP"
+        ),
+        "{iptables}"
+    );
+    assert!(drop_for("pf").contains("block drop out quick proto udp from any to any"));
+    // Without --default-drop, `any` is what no --peer means.
+    assert_eq!(
+        stdout(&udprange(&["rules", "--peer", "any"])),
+        stdout(&udprange(&["rules"]))
+    );
+}
+
 #[test]
 fn completions_and_man_page_come_from_the_flags() {
     for shell in ["bash", "zsh", "fish"] {

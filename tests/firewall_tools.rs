@@ -1,9 +1,11 @@
 //! The rules `udprange rules` prints load in the real tools: `nft -c -f` (nftables) and
-//! `iptables-restore --test` (iptables). Without root or the tools these tests say so loudly
-//! and skip; under CI (`CI=true`) a skip is a failure, because CI installs them.
+//! `iptables-restore --test` (iptables); loaded again and again, in a network namespace of
+//! the test's own, with the command their header prints, they leave exactly what one load
+//! leaves. Without root or the tools these tests say so loudly and skip; under CI
+//! (`CI=true`) a skip is a failure, because CI installs them.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 
 fn udprange(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_udprange"))
@@ -73,6 +75,8 @@ fn variants() -> Vec<Vec<&'static str>> {
                 "--ssh-port",
                 "33001",
                 "--default-drop",
+                "--peer",
+                "any",
                 "--vlink",
             ],
             &["--os", "macos", "--accounts", "3", "--occupied", "33002"],
@@ -115,4 +119,119 @@ fn iptables_rules_load_in_iptables_restore() {
     let broken = udprange(&["rules", "--syntax", "iptables"]).replace("--dport", "--dprot");
     let (ok, _) = check_with(iptables_restore, &["--test"], "broken.ipt", &broken);
     assert!(!ok, "iptables-restore --test accepted a broken ruleset");
+}
+
+/// A network namespace of this test's own, deleted when dropped, also when the test fails.
+struct Namespace(String);
+
+impl Namespace {
+    fn new(what: &str) -> Self {
+        let name = format!("udprange-test-{}-{what}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let added = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(
+            added.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        Self(name)
+    }
+
+    /// Runs a shell command line inside the namespace; its stdout. Fails the test if the
+    /// command fails.
+    fn sh(&self, line: &str) -> String {
+        let output: Output = Command::new("ip")
+            .args(["netns", "exec", &self.0, "sh", "-c", line])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "in {}: {line}\n{}",
+            self.0,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// Loads `text` in `ns` as its header says (`# Load with: …FILE…`).
+fn load_as_the_header_says(ns: &Namespace, name: &str, text: &str) {
+    let command = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# Load with: "))
+        .unwrap_or_else(|| panic!("no load command in:\n{text}"));
+    let path = temp_file(name, text);
+    ns.sh(&command.replace("FILE", path.to_str().unwrap()));
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// Loading the rules three times (the last time for a wider range) leaves exactly what
+/// loading the last version once leaves: `show` lists the state in the namespace.
+fn loaded_again_replaces(syntax: &str, show: &str) {
+    for side in ["client", "server"] {
+        let rules = |concurrent: &str| {
+            udprange(&[
+                "rules",
+                "--syntax",
+                syntax,
+                "--side",
+                side,
+                "--peer",
+                "198.51.100.0/24",
+                "--default-drop",
+                "--concurrent",
+                concurrent,
+            ])
+        };
+        let (first, last) = (rules("10"), rules("12"));
+        let again = Namespace::new(&format!("{syntax}-{side}-again"));
+        for text in [&first, &first, &last] {
+            load_as_the_header_says(&again, &format!("{side}.{syntax}"), text);
+        }
+        let once = Namespace::new(&format!("{syntax}-{side}-once"));
+        load_as_the_header_says(&once, &format!("{side}.{syntax}"), &last);
+        let (after_three, after_one) = (again.sh(show), once.sh(show));
+        assert!(after_one.contains("33012"), "{after_one}");
+        assert_eq!(
+            after_three, after_one,
+            "{side} {syntax} rules loaded three times differ from one load"
+        );
+    }
+}
+
+#[test]
+fn iptables_rules_loaded_again_leave_one_jump() {
+    if tool("iptables-restore").is_none() || tool("ip").is_none() {
+        return;
+    }
+    loaded_again_replaces("iptables", "iptables -S");
+    // And in so many words: one jump to each chain.
+    let ns = Namespace::new("iptables-jumps");
+    let text = udprange(&["rules", "--syntax", "iptables"]);
+    for _ in 0..3 {
+        load_as_the_header_says(&ns, "jumps.ipt", &text);
+    }
+    let listed = ns.sh("iptables -S OUTPUT");
+    let jumps = listed
+        .lines()
+        .filter(|l| *l == "-A OUTPUT -j UDPRANGE-CLIENT")
+        .count();
+    assert_eq!(jumps, 1, "{listed}");
+}
+
+#[test]
+fn nftables_rules_loaded_again_leave_one_table() {
+    if tool("nft").is_none() || tool("ip").is_none() {
+        return;
+    }
+    loaded_again_replaces("nftables", "nft list ruleset");
 }

@@ -209,6 +209,7 @@ fn cli_arg() -> impl Strategy<Value = String> {
         "--side",
         "server",
         "--peer",
+        "any",
         "--default-drop",
         "0",
         "1",

@@ -5,7 +5,8 @@
 //! Everything is created with `ip`, `nft` and `tc` (iproute2, nftables) and removed when the
 //! [`TestHosts`] value is dropped — at the end, on error, on panic (unwinding) and after
 //! Ctrl-C, which ends a run normally. A run killed outright leaves namespaces named
-//! `udprange-<pid>-…`; the next run finds those whose process is gone and removes them.
+//! `udprange-<pid>-<run>-client` and `-server`; the next run finds those whose process is
+//! gone, or whose pid a newer process has taken, and removes them ([`remove_leftovers`]).
 //!
 //! The emulator and the clients enter their namespaces with `setns(2)` on threads of their
 //! own ([`enter`]); threads those threads start (tokio's workers) inherit the namespace.
@@ -14,10 +15,12 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every namespace this tool creates starts with this.
 pub const PREFIX: &str = "udprange-";
+/// Where `ip netns` keeps its namespaces, one file each, made when the namespace is.
+const NETNS_DIR: &str = "/var/run/netns";
 /// The server's and the client's addresses on the veth pair (RFC 2544 benchmarking range).
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -117,21 +120,123 @@ pub fn check_requirements() -> Result<(), NetnsError> {
     }
 }
 
-/// Namespaces left by runs whose process is gone; removes them and says so for each.
+/// The owner's pid in a name this tool gives its namespaces, exactly
+/// `udprange-<pid>-<run>-client` or `udprange-<pid>-<run>-server`; `None` for any other name,
+/// which cleanup never touches.
+pub fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let rest = rest
+        .strip_suffix("-client")
+        .or_else(|| rest.strip_suffix("-server"))?;
+    let (pid, run) = rest.split_once('-')?;
+    let number = |text: &str| {
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<u32>().ok())
+            .flatten()
+    };
+    number(run)?;
+    number(pid)
+}
+
+/// Why a namespace's owner is certainly gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerGone {
+    /// No process has the pid.
+    NoProcess,
+    /// The process with the pid started after the namespace was made: the pid was reused
+    /// (the owner made the namespace, so it started first).
+    Reused,
+    /// The pid is 1, the init process, which is never a run of this tool unless it is this
+    /// one (a container's entry point).
+    Init,
+}
+
+impl std::fmt::Display for OwnerGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NoProcess => "its process is gone",
+            Self::Reused => "its pid now belongs to a newer process",
+            Self::Init => "its pid is 1, the init process",
+        })
+    }
+}
+
+/// Whether the owner of a namespace of ours is gone: `pid` from its name, `own_pid` this
+/// process's, `created` when the namespace was made, `started` when the process that now
+/// has `pid` started (`None`: no such process). `None` when the owner may still run.
+///
+/// Start times from /proc are never later than the truth (boot time is whole seconds,
+/// rounded down), so a live owner is never taken for a newer process.
+pub fn owner_gone(
+    pid: u32,
+    own_pid: u32,
+    created: SystemTime,
+    started: Option<SystemTime>,
+) -> Option<OwnerGone> {
+    match started {
+        None => Some(OwnerGone::NoProcess),
+        Some(_) if pid == 1 && own_pid != 1 => Some(OwnerGone::Init),
+        Some(started) if started > created => Some(OwnerGone::Reused),
+        Some(_) => None,
+    }
+}
+
+/// When the process `pid` started, from /proc/PID/stat (field 22, clock ticks after boot)
+/// and the boot time in /proc/stat; `None` if that cannot be read.
+fn process_started(pid: u32) -> Option<SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, may hold spaces and parentheses: count after its `)`.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_name.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&hz| hz > 0)?;
+    let since_boot =
+        Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz);
+    Some(UNIX_EPOCH + Duration::from_secs(boot) + since_boot)
+}
+
+/// Namespaces left by runs whose process is gone (or whose pid now belongs to a newer
+/// process); removes them and says so for each. Names not of this tool's exact pattern, and
+/// namespaces whose owner may still run, are left alone.
 pub fn remove_leftovers() -> Vec<String> {
     let Ok(list) = ip(&["netns", "list"]) else {
         return Vec::new();
     };
+    let own_pid = std::process::id();
     let mut removed = Vec::new();
     for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(rest) = name.strip_prefix(PREFIX) else {
+        let Some(pid) = owner_pid(name) else {
             continue;
         };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
-        if !alive && ip(&["netns", "del", name]).is_ok() {
+        let Ok(created) =
+            std::fs::metadata(format!("{NETNS_DIR}/{name}")).and_then(|m| m.modified())
+        else {
+            continue;
+        };
+        let started = if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            // A process that exists but whose start cannot be read may be the owner.
+            let Some(started) = process_started(pid) else {
+                continue;
+            };
+            Some(started)
+        } else {
+            None
+        };
+        let Some(why) = owner_gone(pid, own_pid, created, started) else {
+            continue;
+        };
+        if ip(&["netns", "del", name]).is_ok() {
             removed.push(format!(
-                "removed network namespace {name} left by an earlier run"
+                "removed network namespace {name} left by an earlier run ({why})"
             ));
         }
     }
@@ -314,7 +419,7 @@ pub fn enter(name: &str) -> Result<(), NetnsError> {
         reason,
     };
     let file =
-        std::fs::File::open(format!("/var/run/netns/{name}")).map_err(|e| error(e.to_string()))?;
+        std::fs::File::open(format!("{NETNS_DIR}/{name}")).map_err(|e| error(e.to_string()))?;
     // SAFETY: the descriptor is open for the duration of the call; setns only changes this
     // thread's network namespace.
     let result = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
@@ -330,4 +435,69 @@ pub fn exists(name: &str) -> bool {
         list.lines()
             .any(|l| l.split_whitespace().next() == Some(name))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_pid_reads_only_the_exact_pattern() {
+        assert_eq!(owner_pid("udprange-1234-0-client"), Some(1234));
+        assert_eq!(owner_pid("udprange-1-17-server"), Some(1));
+        for other in [
+            "udprange-mine",
+            "udprange-1234-client",
+            "udprange-1234-0-router",
+            "udprange-1234-0-client-x",
+            "udprange-1234-0-0-client",
+            "udprange--0-client",
+            "udprange-1234--client",
+            "udprange-+12-0-client",
+            "udprange-12a-0-client",
+            "udprange-99999999999-0-client",
+            "udprange-1234-0-Client",
+            "other-1234-0-client",
+            "udprange-",
+            "",
+        ] {
+            assert_eq!(owner_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn owner_is_gone_when_its_pid_is_free_reused_or_init() {
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s);
+        let created = t(100);
+        // The owner started, then made the namespace: it may still run.
+        assert_eq!(owner_gone(4321, 99, created, Some(t(99))), None);
+        assert_eq!(owner_gone(4321, 99, created, Some(created)), None);
+        assert_eq!(owner_gone(99, 99, created, Some(t(0))), None);
+        assert_eq!(
+            owner_gone(4321, 99, created, None),
+            Some(OwnerGone::NoProcess)
+        );
+        // The process with that pid is younger than the namespace: not the owner.
+        assert_eq!(
+            owner_gone(4321, 99, created, Some(t(101))),
+            Some(OwnerGone::Reused)
+        );
+        assert_eq!(
+            owner_gone(99, 99, created, Some(t(101))),
+            Some(OwnerGone::Reused)
+        );
+        // Init is older than everything and never a run of ours, unless we are init.
+        assert_eq!(
+            owner_gone(1, 99, created, Some(t(0))),
+            Some(OwnerGone::Init)
+        );
+        assert_eq!(owner_gone(1, 1, created, Some(t(0))), None);
+    }
+
+    #[test]
+    fn own_start_time_is_in_the_past() {
+        let started = process_started(std::process::id()).expect("/proc is readable");
+        assert!(started <= SystemTime::now());
+        assert!(SystemTime::now().duration_since(started).unwrap() < Duration::from_secs(3600));
+    }
 }

@@ -196,12 +196,15 @@ pub struct RulesArgs {
     pub side: Side,
 
     /// Restrict the rules to this address or network: the server on the client side, the
-    /// clients on the server side. Any by default. Example: --peer 198.51.100.7
-    #[arg(long, allow_hyphen_values = true, value_name = "ADDR[/PREFIX]", value_parser = parse_peer)]
-    pub peer: Option<Peer>,
+    /// clients on the server side; `any` for no restriction. Any by default, but
+    /// --default-drop needs it given: `any` there drops UDP outside the openings to and from
+    /// every host, DNS, NTP and DHCP included. Example: --peer 198.51.100.7
+    #[arg(long, allow_hyphen_values = true, value_name = "ADDR[/PREFIX]|any", value_parser = parse_peer)]
+    pub peer: Option<PeerArg>,
 
-    /// Also drop UDP outside the openings (to the peer, if given). Off by default: the rules
-    /// only allow, for merging into an existing policy. Example: --default-drop
+    /// Also drop UDP outside the openings, to the peer; needs --peer (`--peer any` to drop
+    /// it for every host). Off by default: the rules only allow, for merging into an
+    /// existing policy. Example: --default-drop --peer 198.51.100.7
     #[arg(long)]
     pub default_drop: bool,
 }
@@ -536,7 +539,28 @@ fn parse_side(text: &str) -> Result<Side, String> {
     }
 }
 
-fn parse_peer(text: &str) -> Result<Peer, String> {
+/// `rules --peer`: one address or network, or `any`, said on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerArg {
+    Any,
+    Only(Peer),
+}
+
+impl PeerArg {
+    /// The restriction, `None` for any peer.
+    pub fn peer(self) -> Option<Peer> {
+        match self {
+            Self::Any => None,
+            Self::Only(peer) => Some(peer),
+        }
+    }
+}
+
+fn parse_peer(text: &str) -> Result<PeerArg, String> {
+    if text.trim().eq_ignore_ascii_case("any") {
+        return Ok(PeerArg::Any);
+    }
     text.parse()
+        .map(PeerArg::Only)
         .map_err(|e: crate::firewall::BadPeer| e.to_string())
 }

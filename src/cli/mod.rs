@@ -19,8 +19,8 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 pub use args::{
-    BackendName, BlastArgs, CheckArgs, Cli, Command, MergeArgs, PlanArgs, RulesArgs, SimulateArgs,
-    SizingArgs, ThreadsArg,
+    BackendName, BlastArgs, CheckArgs, Cli, Command, MergeArgs, PeerArg, PlanArgs, RulesArgs,
+    SimulateArgs, SizingArgs, ThreadsArg,
 };
 pub use output::OutputFile;
 
@@ -303,13 +303,27 @@ fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
 }
 
 fn rules_text(args: &RulesArgs) -> Result<String, UsageError> {
+    if args.default_drop && args.peer.is_none() {
+        let (what, ports) = match args.side {
+            Side::Client => ("outbound", "DNS, NTP and DHCP with it"),
+            Side::Server => ("inbound", "replies to DNS, NTP and DHCP with it"),
+        };
+        return Err(UsageError::flag(
+            "--default-drop",
+            "",
+            format!(
+                "without --peer it drops all other {what} UDP ({ports}); give --peer \
+                 ADDR[/PREFIX], or --peer any if that is what you want"
+            ),
+        ));
+    }
     let report = plan_report(&args.sizing)?;
     let openings = match args.side {
         Side::Client => report.client_openings.clone(),
         Side::Server => report.server_openings.clone(),
     };
     let mut set = RuleSet::new(args.side, openings);
-    set.peer = args.peer;
+    set.peer = args.peer.and_then(PeerArg::peer);
     set.default_drop = args.default_drop;
     let toward = match args.side {
         Side::Client => "outbound to the transfer server",
@@ -336,7 +350,7 @@ fn rules_text(args: &RulesArgs) -> Result<String, UsageError> {
     rules::render(&set, args.syntax).map_err(|e| {
         UsageError::flag(
             "--peer",
-            &args.peer.map(|p| p.to_string()).unwrap_or_default(),
+            &set.peer.map(|p| p.to_string()).unwrap_or_default(),
             e,
         )
     })
@@ -386,6 +400,15 @@ mod tests {
             &["plan", "--arrival-rate", "2/s"],
             &["rules", "--syntax", "cisco"],
             &["rules", "--syntax", "iptables", "--peer", "2001:db8::1"],
+            &["rules", "--default-drop"],
+            &[
+                "rules",
+                "--side",
+                "server",
+                "--default-drop",
+                "--syntax",
+                "pf",
+            ],
         ] {
             let (code, out, err) = run_args(args);
             assert_eq!(code, 2, "{args:?}: {err}");

@@ -3,9 +3,14 @@
 //! | syntax | what it prints | load with |
 //! |---|---|---|
 //! | nftables | a table `inet udprange_<side>` that replaces itself atomically | `nft -f FILE` |
-//! | iptables | a chain `UDPRANGE-<SIDE>` and one jump to it, restore format | `iptables-restore --noflush FILE` |
+//! | iptables | a chain `UDPRANGE-<SIDE>` and one jump to it, restore format | `iptables -D OUTPUT -j UDPRANGE-<SIDE>; iptables-restore --noflush FILE` (INPUT on the server; see below) |
 //! | powershell | `New-NetFirewallRule` lines in a group `udprange` | an elevated PowerShell |
 //! | pf | `pass … quick` lines | `pfctl -f` (pf.conf or an anchor) |
+//!
+//! Loading again replaces what an earlier load put there: the nftables table deletes and
+//! redefines itself in one transaction; the iptables chain is emptied and refilled, but
+//! `iptables-restore` cannot add a jump "unless present", so the printed load command
+//! first removes the jump an earlier load added.
 //!
 //! With `default_drop`, UDP to the peer (or anywhere, without a peer) outside the openings is
 //! dropped as well. Windows Firewall lets a block rule win over any allow rule, so there the
@@ -133,15 +138,27 @@ pub enum RulesError {
 pub fn render(set: &RuleSet, syntax: Syntax) -> Result<String, RulesError> {
     let mut out = String::new();
     let load_with = match syntax {
-        Syntax::Nftables => "nft -f FILE",
-        Syntax::Iptables => "iptables-restore --noflush FILE",
-        Syntax::Powershell => "paste into an elevated PowerShell",
-        Syntax::Pf => "add to pf.conf (or an anchor) and run pfctl -f",
+        Syntax::Nftables => "nft -f FILE".to_string(),
+        Syntax::Iptables => {
+            let (builtin, chain) = iptables_chains(set);
+            format!("iptables -D {builtin} -j {chain} 2>/dev/null; iptables-restore --noflush FILE")
+        }
+        Syntax::Powershell => "paste into an elevated PowerShell".to_string(),
+        Syntax::Pf => "add to pf.conf (or an anchor) and run pfctl -f".to_string(),
     };
     for line in &set.header {
         writeln!(out, "# {line}").unwrap();
     }
     writeln!(out, "# Load with: {load_with}").unwrap();
+    if syntax == Syntax::Iptables {
+        // iptables-restore has no "add unless present": each load appends one more jump.
+        writeln!(
+            out,
+            "# (the first command removes the jump an earlier load added; loaded again without \
+             it, iptables-restore --noflush replaces the chain but adds a second jump)"
+        )
+        .unwrap();
+    }
     match syntax {
         Syntax::Nftables => nftables(set, &mut out),
         Syntax::Iptables => iptables(set, &mut out)?,
@@ -206,11 +223,25 @@ fn iptables_ports(range: PortRange) -> String {
     }
 }
 
+/// The built-in chain the rules hook into and the chain of their own that holds them.
+fn iptables_chains(set: &RuleSet) -> (&'static str, String) {
+    let builtin = match set.direction() {
+        Direction::Outbound => "OUTPUT",
+        Direction::Inbound => "INPUT",
+    };
+    (
+        builtin,
+        format!("UDPRANGE-{}", set.side.name().to_uppercase()),
+    )
+}
+
+/// The chain is declared (`:CHAIN`), which with `--noflush` creates it or empties it, so a
+/// new load replaces its rules; the jump to it is one line that every load appends.
 fn iptables(set: &RuleSet, out: &mut String) -> Result<(), RulesError> {
-    let chain = format!("UDPRANGE-{}", set.side.name().to_uppercase());
-    let (builtin, addr_flag) = match set.direction() {
-        Direction::Outbound => ("OUTPUT", "-d"),
-        Direction::Inbound => ("INPUT", "-s"),
+    let (builtin, chain) = iptables_chains(set);
+    let addr_flag = match set.direction() {
+        Direction::Outbound => "-d",
+        Direction::Inbound => "-s",
     };
     let peer = match set.peer {
         Some(p) if p.is_ipv6() => return Err(RulesError::Ipv6WithIptables(p)),
@@ -355,6 +386,10 @@ mod tests {
         ));
         assert!(text.contains("--dport 55001"));
         assert!(text.contains("-A INPUT -j UDPRANGE-SERVER\nCOMMIT\n"));
+        // Loading again must not add a second jump: the load command removes the first.
+        assert!(text.contains(
+            "# Load with: iptables -D INPUT -j UDPRANGE-SERVER 2>/dev/null; iptables-restore --noflush FILE\n"
+        ));
         s.peer = Some("2001:db8::1".parse().unwrap());
         assert!(render(&s, Syntax::Iptables).is_err());
     }
