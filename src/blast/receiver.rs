@@ -252,6 +252,12 @@ impl PortReceiver {
         self.rejected
     }
 
+    /// Runs of received sequence numbers held over all sessions: what the receiver's memory
+    /// grows with (at most [`MAX_GAPS`] per registered session).
+    pub fn runs_held(&self) -> usize {
+        self.sessions.values().map(|s| s.received.runs()).sum()
+    }
+
     pub fn register(&mut self, registration: Registration) {
         self.sessions
             .insert(registration.session, Receiving::new(registration));
