@@ -149,3 +149,88 @@ fn overload_is_reported_not_fatal() {
     }
     assert!(report.received_per_second > 0.0);
 }
+
+/// A server that takes the data but whose acknowledgements never come back (a busy machine,
+/// a return path that drops): the client asks over the control connection, learns that its
+/// datagrams arrived, and says so — it does not call the range blocked.
+#[test]
+fn data_that_arrived_unacknowledged_is_not_blocked() {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use udprange::blast::client::{self, ClientOutcome, ClientParams};
+    use udprange::firewall::model::OutboundFilter;
+    use udprange::wire::control::{self, CONTROL_LEN, ControlRepr};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let data = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let data_port = data.local_addr().unwrap().port();
+        let control_addr = listener.local_addr().unwrap();
+        // The silent server: grants a port, counts datagrams, answers QUERY, never ACKs.
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut frame = [0u8; CONTROL_LEN];
+            stream.read_exact(&mut frame).await.unwrap();
+            let grant = ControlRepr::Port {
+                session: 5,
+                port: data_port,
+                token: 77,
+            };
+            stream.write_all(&grant.to_bytes()).await.unwrap();
+            let mut received = 0u64;
+            let mut buffer = vec![0u8; 2048];
+            loop {
+                tokio::select! {
+                    Ok(_) = data.recv_from(&mut buffer) => received += 1,
+                    read = stream.read_exact(&mut frame) => {
+                        if read.is_err() {
+                            return;
+                        }
+                        if let Ok(ControlRepr::Query { session }) = control::parse(&frame) {
+                            let status = ControlRepr::Status { session, received };
+                            stream.write_all(&status.to_bytes()).await.unwrap();
+                        }
+                    }
+                }
+            }
+        });
+        let params = ClientParams {
+            index: 1,
+            account: 0,
+            control: control_addr,
+            key: 1,
+            rate_bps: 1_000_000,
+            datagram: 1000,
+            duration: Duration::from_secs(2),
+            handshake_timeout: Duration::from_millis(500),
+            max_datagrams: 1000,
+            address: Ipv4Addr::LOCALHOST,
+            delay: None,
+        };
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let report = client::run(
+            params,
+            Arc::new(OutboundFilter::new(None)),
+            Instant::now(),
+            stopped,
+            None,
+        )
+        .await;
+        report.outcome
+    });
+    assert!(
+        matches!(outcome, ClientOutcome::Unacknowledged { received } if received > 0),
+        "{outcome:?}"
+    );
+}
