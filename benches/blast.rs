@@ -47,6 +47,60 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
+/// The server's receiver per datagram (parse, checks, record, acknowledgement every 128th):
+/// in order, and with every tenth datagram missing (a NACK and a new run each time).
+fn receiver(c: &mut Criterion) {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+    use udprange::blast::receiver::{PortReceiver, Registration};
+
+    let mut group = c.benchmark_group("receiver");
+    group.throughput(Throughput::Elements(1));
+    let peer = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), 40_000));
+    for (name, step) in [("in order", 1u64), ("every tenth lost", 10)] {
+        group.bench_function(name, |b| {
+            let mut receiver = PortReceiver::new(62_001, u64::MAX);
+            receiver.register(Registration {
+                session: 7,
+                token: 0x5eed,
+                peer_ip: peer.ip(),
+                rate_bps: 0,
+                datagram: DATAGRAM as u16,
+                registered_at: Duration::ZERO,
+                progress: Arc::new(AtomicU64::new(0)),
+            });
+            let mut buffer = vec![0u8; DATAGRAM];
+            let mut replies = Vec::new();
+            let mut sequence = 0u64;
+            b.iter(|| {
+                sequence += 1;
+                if step > 1 && sequence % step == 0 {
+                    sequence += 1;
+                }
+                let repr = Repr {
+                    session: 7,
+                    token: 0x5eed,
+                    sequence,
+                    send_ns: 0,
+                    message: Message::Data {
+                        payload_len: (DATAGRAM - fasp::HEADER_LEN) as u16,
+                    },
+                };
+                repr.emit(&mut buffer).unwrap();
+                receiver.on_datagram(
+                    peer,
+                    black_box(&buffer),
+                    Duration::from_secs(1),
+                    &mut replies,
+                );
+                replies.clear();
+            })
+        });
+    }
+    group.finish();
+}
+
 /// One blast run: (received datagrams, elapsed, loss fraction, goodput bit/s).
 fn blast_once(runtime: &tokio::runtime::Runtime, backend: Backend) -> (u64, Duration, f64, f64) {
     let config = BlastConfig {
@@ -181,5 +235,5 @@ fn loopback(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, loopback);
+criterion_group!(benches, codec, receiver, loopback);
 criterion_main!(benches);
