@@ -349,7 +349,7 @@ fn session_result(
         duplicates: server.map_or(0, |s| s.duplicates),
         rejected: client.rejected,
         handshake_ms: client.handshake.map(|d| d.as_secs_f64() * 1e3),
-        latency_us: server.and_then(|s| latency(&s.latency_us)),
+        latency_us: server.and_then(|s| s.latency_us.as_ref()).and_then(latency),
     }
 }
 

@@ -63,8 +63,8 @@ pub struct ServerSession {
     pub duplicates: u64,
     /// First to last data arrival.
     pub active: Duration,
-    /// One-way latency in microseconds.
-    pub latency_us: Histogram<u64>,
+    /// One-way latency in microseconds, once a datagram arrived.
+    pub latency_us: Option<Histogram<u64>>,
 }
 
 /// A reply the receiver wants sent.
@@ -178,7 +178,8 @@ struct Receiving {
     duplicates: u64,
     first: Option<Duration>,
     last: Option<Duration>,
-    latency_us: Histogram<u64>,
+    /// Made with the first datagram: a session that never sends costs no histogram.
+    latency_us: Option<Histogram<u64>>,
 }
 
 impl Receiving {
@@ -192,7 +193,7 @@ impl Receiving {
             duplicates: 0,
             first: None,
             last: None,
-            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            latency_us: None,
         }
     }
 
@@ -363,7 +364,10 @@ fn on_data(
     let sent_at = Duration::from_nanos(repr.send_ns);
     if sent_at <= now {
         let latency = u64::try_from((now - sent_at).as_micros()).unwrap_or(u64::MAX);
-        let _ = state.latency_us.record(latency.max(1));
+        let histogram = state.latency_us.get_or_insert_with(|| {
+            Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+        });
+        let _ = histogram.record(latency.max(1));
     }
     let expected = state.stats.next_expected;
     state.stats.next_expected = expected.max(repr.sequence + 1);
