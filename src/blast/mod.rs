@@ -768,3 +768,67 @@ async fn run_netns(
     drop(hosts);
     Ok((report, pcap))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: u32, port: Option<Port>, outcome: Outcome) -> SessionResult {
+        SessionResult {
+            id,
+            session: port.map(|_| id),
+            account: id,
+            port,
+            outcome,
+            error: None,
+            goodput_bps: 0.0,
+            sent: 0,
+            received: 0,
+            lost: 0,
+            retransmitted: 0,
+            filtered: 0,
+            duplicates: 0,
+            rejected: 0,
+            handshake_ms: None,
+            latency_us: None,
+        }
+    }
+
+    fn config() -> BlastConfig {
+        BlastConfig {
+            allowed: PortRange::new(33001, 33002).ok(),
+            ..BlastConfig::seed_example()
+        }
+    }
+
+    #[test]
+    fn only_blocked_or_refused_sessions_make_a_range_insufficient() {
+        let ok = session(1, Some(33001), Outcome::Ok);
+        let overloaded = [
+            ok.clone(),
+            session(2, None, Outcome::Failed),
+            session(3, Some(33002), Outcome::Failed),
+            session(4, None, Outcome::Interrupted),
+        ];
+        let v = verdict(&config(), &overloaded);
+        assert_eq!(v.status, Status::Inconclusive);
+        assert!(!v.sufficient);
+        assert_eq!((v.failed, v.other, v.interrupted, v.blocked), (3, 2, 1, 0));
+        assert!(
+            v.summary.starts_with("inconclusive: 3 of 4"),
+            "{}",
+            v.summary
+        );
+        assert!(!v.summary.contains("smallest sufficient"), "{}", v.summary);
+
+        let mut blocked = overloaded.to_vec();
+        blocked.push(session(5, Some(33003), Outcome::Blocked));
+        let v = verdict(&config(), &blocked);
+        assert_eq!(v.status, Status::Insufficient);
+        assert!(v.summary.contains("1 blocked (error 15)"), "{}", v.summary);
+
+        let v = verdict(&config(), &[ok]);
+        assert_eq!(v.status, Status::Sufficient);
+        assert_eq!(v.summary, "range 33001-33002 is sufficient");
+    }
+}
