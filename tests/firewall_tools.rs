@@ -5,7 +5,7 @@
 //! (`CI=true`) a skip is a failure, because CI installs them.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn udprange(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_udprange"))
@@ -20,28 +20,20 @@ fn udprange(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
+mod common;
+use common::{TestNamespace as Namespace, is_root, skip};
 
 /// The tool's path if it can be used here; otherwise explains and skips (fails under CI).
 fn tool(name: &str) -> Option<&str> {
     let found = Command::new(name).arg("--version").output().is_ok();
-    let problem = match (found, is_root()) {
-        (false, _) => format!("`{name}` is not installed"),
-        (true, false) => format!("`{name}` needs root to check rules against the kernel"),
-        (true, true) => return Some(name),
-    };
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(
-        !ci,
-        "CI=true but {problem}: .ci/run must install it and run as root"
-    );
-    eprintln!("SKIPPED (not a pass): {problem}");
-    None
+    match (found, is_root()) {
+        (true, true) => Some(name),
+        (false, _) => skip(&format!("`{name}` is not installed")).then_some(name),
+        (true, false) => skip(&format!(
+            "`{name}` needs root to check rules against the kernel"
+        ))
+        .then_some(name),
+    }
 }
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
@@ -121,48 +113,6 @@ fn iptables_rules_load_in_iptables_restore() {
     assert!(!ok, "iptables-restore --test accepted a broken ruleset");
 }
 
-/// A network namespace of this test's own, deleted when dropped, also when the test fails.
-struct Namespace(String);
-
-impl Namespace {
-    fn new(what: &str) -> Self {
-        let name = format!("udprange-test-{}-{what}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let added = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap();
-        assert!(
-            added.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&added.stderr)
-        );
-        Self(name)
-    }
-
-    /// Runs a shell command line inside the namespace; its stdout. Fails the test if the
-    /// command fails.
-    fn sh(&self, line: &str) -> String {
-        let output: Output = Command::new("ip")
-            .args(["netns", "exec", &self.0, "sh", "-c", line])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "in {}: {line}\n{}",
-            self.0,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
 /// Loads `text` in `ns` as its header says (`# Load with: …FILE…`).
 fn load_as_the_header_says(ns: &Namespace, name: &str, text: &str) {
     let command = text
@@ -193,11 +143,17 @@ fn loaded_again_replaces(syntax: &str, show: &str) {
             ])
         };
         let (first, last) = (rules("10"), rules("12"));
-        let again = Namespace::new(&format!("{syntax}-{side}-again"));
+        let again = Namespace::create(&format!(
+            "udprange-test-{}-{syntax}-{side}-again",
+            std::process::id()
+        ));
         for text in [&first, &first, &last] {
             load_as_the_header_says(&again, &format!("{side}.{syntax}"), text);
         }
-        let once = Namespace::new(&format!("{syntax}-{side}-once"));
+        let once = Namespace::create(&format!(
+            "udprange-test-{}-{syntax}-{side}-once",
+            std::process::id()
+        ));
         load_as_the_header_says(&once, &format!("{side}.{syntax}"), &last);
         let (after_three, after_one) = (again.sh(show), once.sh(show));
         assert!(after_one.contains("33012"), "{after_one}");
@@ -215,7 +171,10 @@ fn iptables_rules_loaded_again_leave_one_jump() {
     }
     loaded_again_replaces("iptables", "iptables -S");
     // And in so many words: one jump to each chain.
-    let ns = Namespace::new("iptables-jumps");
+    let ns = Namespace::create(&format!(
+        "udprange-test-{}-iptables-jumps",
+        std::process::id()
+    ));
     let text = udprange(&["rules", "--syntax", "iptables"]);
     for _ in 0..3 {
         load_as_the_header_says(&ns, "jumps.ipt", &text);

@@ -7,49 +7,15 @@ use std::process::Command;
 
 use udprange::blast::netns;
 
+mod common;
+use common::{TestNamespace, is_root, skip};
+
 /// Root and `ip`, or an explanation and a skip (a failure under CI).
 fn can_make_namespaces() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    let problem = match (ip, root) {
-        (true, true) => return true,
-        (false, _) => "`ip` (iproute2) is not installed",
-        (true, false) => "making network namespaces needs root",
-    };
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(
-        !ci,
-        "CI=true but {problem}: .ci/run must install iproute2 and run as root"
-    );
-    eprintln!("SKIPPED (not a pass): {problem}");
-    false
-}
-
-/// Namespaces made by the test, deleted when dropped if still there, also on failure.
-struct Made(Vec<String>);
-
-impl Made {
-    fn add(&mut self, name: &str) {
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-        let added = Command::new("ip")
-            .args(["netns", "add", name])
-            .output()
-            .unwrap();
-        assert!(
-            added.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&added.stderr)
-        );
-        self.0.push(name.to_string());
-    }
-}
-
-impl Drop for Made {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", name]).output();
-        }
+    match (Command::new("ip").arg("-V").output().is_ok(), is_root()) {
+        (true, true) => true,
+        (false, _) => skip("`ip` (iproute2) is not installed"),
+        (true, false) => skip("making network namespaces needs root"),
     }
 }
 
@@ -58,7 +24,7 @@ fn cleanup_removes_only_leftovers_of_its_own_pattern() {
     if !can_make_namespaces() {
         return;
     }
-    let mut made = Made(Vec::new());
+    let mut made = Vec::new();
     // Not the tool's pattern: someone else's, never touched.
     let foreign = "udprange-mine";
     // The pattern, pid 1: init, which is never a run of this tool.
@@ -68,7 +34,7 @@ fn cleanup_removes_only_leftovers_of_its_own_pattern() {
     // The pattern, a pid no process can have (above the kernel's limit): the owner is gone.
     let gone = "udprange-4194999-4000000-client";
     for name in [foreign, of_init, &live, gone] {
-        made.add(name);
+        made.push(TestNamespace::create(name));
     }
 
     let removed = netns::remove_leftovers();
