@@ -307,3 +307,173 @@ fn bad_flags_exit_2() {
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+/// Runs the binary in `dir` like `udprange_in`, but fails the test instead of hanging when it
+/// does not finish within a minute.
+fn udprange_within(dir: &Path, args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let pid = child.id();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match wait.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(output) => output.expect("the binary runs"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{args:?} did not finish within 60 s");
+        }
+    }
+}
+
+/// Exit 2, exactly one line on stderr containing `want`, nothing on stdout.
+fn assert_usage_error(output: &Output, args: &[&str], want: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    assert!(
+        stderr.starts_with("udprange: error: ") && stderr.contains(want),
+        "{args:?}: got {stderr}want {want}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{args:?}: {}",
+        text(&output.stdout)
+    );
+}
+
+/// Values no run can finish with end in one error naming file, line, column and key, from
+/// `simulate` and `check` alike: no panic (float to time), no endless loop (time past 2^63 ns,
+/// a warm-up that never ends).
+#[test]
+fn absurd_scenario_values_end_in_one_error() {
+    let dir = scratch("absurd");
+    let seed = udprange::scenario::SEED_EXAMPLE;
+    let poisson = "name = \"p\"\n[server]\nos = \"windows\"\n[workload]\narrivals = \"poisson\"\nrate = \"10/s\"\nholding = { dist = \"exponential\", mean = \"1s\" }\nsessions = 100\n";
+    let trace = "name = \"t\"\n[server]\nos = \"windows\"\n[workload]\narrivals = \"trace\"\ntrace = \"t.csv\"\n";
+    fs::write(
+        dir.join("t.csv"),
+        "start,duration,account\n0s,1s,b\n1e308h,1e308h,a\n",
+    )
+    .unwrap();
+    fs::write(dir.join("far.csv"), "start,duration,account\n1e17h,1s,a\n").unwrap();
+    let ten_years = "must be at most 87600h (10 years of simulated time)";
+    let cases = [
+        (
+            "holding.toml",
+            seed.replace("mean = \"10m\"", "mean = \"1753200h\""),
+            format!("holding.toml:18:42: workload.holding.mean: {ten_years}"),
+        ),
+        (
+            "linger.toml",
+            poisson.replace("os = \"windows\"", "os = \"windows\"\nlinger = \"1e308h\""),
+            "linger.toml:4:10: server.linger: '1e308h' is not a duration".to_string(),
+        ),
+        (
+            "linger-far.toml",
+            poisson.replace("os = \"windows\"", "os = \"windows\"\nlinger = \"1e17h\""),
+            format!("linger-far.toml:4:10: server.linger: {ten_years}"),
+        ),
+        (
+            "warmup.toml",
+            poisson.replace("sessions = 100", "sessions = 100\nwarmup = \"1e308h\""),
+            "warmup.toml:9:10: workload.warmup: '1e308h' is not a duration".to_string(),
+        ),
+        (
+            "warmup-long.toml",
+            poisson
+                .replace(
+                    "sessions = 100",
+                    "sessions = 100\nwarmup = \"87600h\"\nrate = \"1000/s\"",
+                )
+                .replace("rate = \"10/s\"\n", ""),
+            "warmup-long.toml:8:10: workload.warmup: about 3.2e11 sessions during the warm-up"
+                .to_string(),
+        ),
+        (
+            "trace.toml",
+            trace.to_string(),
+            "t.csv:3:1: start: '1e308h' is not a time".to_string(),
+        ),
+        (
+            "far.toml",
+            trace.replace("t.csv", "far.csv"),
+            "far.csv:2:1: start: '1e17h' is above 87600h".to_string(),
+        ),
+        (
+            "instant.toml",
+            seed.replace(
+                "dist = \"exponential\", mean = \"10m\"",
+                "dist = \"fixed\", mean = \"0.1ns\"",
+            )
+            .replace("sessions = 20000", "horizon = \"1s\""),
+            "instant.toml:18:36: workload.holding.mean: must be at least 1ns".to_string(),
+        ),
+        (
+            "sparse.toml",
+            poisson.replace(
+                "arrivals = \"poisson\"\nrate = \"10/s\"",
+                "arrivals = \"profile\"\nprofile = { step = \"1ns\", rates = [\"1e-300/s\"] }",
+            ),
+            "sparse.toml:6:35: workload.profile.rates[0]: must be at least one per 87600h"
+                .to_string(),
+        ),
+        (
+            "handshake.toml",
+            seed.replace(
+                "handshake_timeout = \"20s\"",
+                "handshake_timeout = \"1e20s\"",
+            ),
+            "handshake.toml:21:21: workload.handshake_timeout: must be at most 600s".to_string(),
+        ),
+    ];
+    for (file, contents, want) in &cases {
+        fs::write(dir.join(file), contents).unwrap();
+        for args in [vec!["simulate", file], vec!["check", file]] {
+            assert_usage_error(&udprange_within(&dir, &args), &args, want);
+        }
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `/dev/zero` and a 2 GB sparse file as scenario, trace or shard: one error naming the file
+/// after reading at most its size cap, never an exhausted memory.
+#[test]
+fn huge_inputs_are_refused_naming_the_file() {
+    let dir = scratch("huge");
+    let sparse = dir.join("sparse");
+    fs::File::create(&sparse).unwrap().set_len(2 << 30).unwrap();
+    let sparse = sparse.to_str().unwrap();
+    let trace = |path: &str| {
+        format!(
+            "name = \"t\"\n[server]\nos = \"windows\"\n[workload]\narrivals = \"trace\"\ntrace = \"{path}\"\n"
+        )
+    };
+    fs::write(dir.join("zero-trace.toml"), trace("/dev/zero")).unwrap();
+    fs::write(dir.join("sparse-trace.toml"), trace(sparse)).unwrap();
+    let scenario = "larger than 1 MiB, the most a scenario file may hold";
+    let shard = "larger than 64 MiB, the most a shard file may hold";
+    let cases = [
+        (vec!["simulate", "/dev/zero"], format!("/dev/zero: {scenario}")),
+        (vec!["check", "/dev/zero"], format!("/dev/zero: {scenario}")),
+        (vec!["merge", "/dev/zero"], format!("/dev/zero: {shard}")),
+        (vec!["simulate", sparse], format!("{sparse}: {scenario}")),
+        (vec!["merge", sparse], format!("{sparse}: {shard}")),
+        (
+            vec!["simulate", "zero-trace.toml"],
+            "zero-trace.toml:6:9: workload.trace: /dev/zero: larger than 64 MiB, the most a trace file may hold".to_string(),
+        ),
+        (
+            vec!["check", "sparse-trace.toml"],
+            format!("workload.trace: {sparse}: larger than 64 MiB"),
+        ),
+    ];
+    for (args, want) in &cases {
+        assert_usage_error(&udprange_within(&dir, args), args, want);
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
