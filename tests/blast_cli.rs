@@ -234,8 +234,8 @@ fn interrupt_drains_and_reports() {
 }
 
 /// Scenario keys meet the limits flags do (a handshake timeout of 1e20s once panicked, 1e9s
-/// ran for decades): exit 2, one line naming the key or flag, nothing on stdout, nothing
-/// written.
+/// ran for decades), and an output that cannot be written stops the run before it starts:
+/// exit 2, one line naming the key or flag, nothing on stdout, nothing written.
 #[test]
 fn absurd_blast_input_is_one_error_before_the_run() {
     let dir = scratch("absurd");
@@ -263,6 +263,7 @@ fn absurd_blast_input_is_one_error_before_the_run() {
         "rate.toml:35:8: traffic.rate: must be at most 100Gbps".into(),
     ));
     let pcap = dir.join("x.pcap").to_str().unwrap().to_string();
+    let missing = dir.join("nodir/x.pcap").to_str().unwrap().to_string();
     for (args, want) in [
         (
             vec!["--pcap", &pcap, "--pcap-limit", "2000000"],
@@ -279,6 +280,7 @@ fn absurd_blast_input_is_one_error_before_the_run() {
             ],
             "--pcap-limit 100000: 100000 frames of 65565 bytes (65507B datagrams) exceed the 1 GiB a capture may hold",
         ),
+        (vec!["--pcap", &missing], "--pcap"),
         (vec!["--handshake-timeout", "1e9s"], "--handshake-timeout"),
         (
             vec!["--allowed", "100-200"],
@@ -287,7 +289,12 @@ fn absurd_blast_input_is_one_error_before_the_run() {
     ] {
         let mut full = vec!["blast".to_string()];
         full.extend(args.iter().map(|a| a.to_string()));
-        cases.push((full, want.to_string()));
+        let want = if want == "--pcap" {
+            format!("--pcap {missing}: directory")
+        } else {
+            want.to_string()
+        };
+        cases.push((full, want));
     }
     for (args, want) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_udprange"))

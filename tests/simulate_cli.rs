@@ -477,3 +477,154 @@ fn huge_inputs_are_refused_naming_the_file() {
     }
     fs::remove_dir_all(&dir).unwrap();
 }
+
+fn file_type(path: &Path) -> fs::FileType {
+    fs::symlink_metadata(path).unwrap().file_type()
+}
+
+/// A character device to write to: as root, a node of our own for /dev/null's device
+/// (so a regression replaces that node, not the system's); otherwise /dev/null itself,
+/// which an unprivileged process cannot replace.
+fn null_device(dir: &Path) -> PathBuf {
+    let node = dir.join("null");
+    let made = Command::new("mknod")
+        .args([node.to_str().unwrap(), "c", "1", "3"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        node
+    } else {
+        PathBuf::from("/dev/null")
+    }
+}
+
+/// Outputs to a character device or a FIFO are written where they are, never replaced by a
+/// file of the same name; a symlink is followed and its target replaced.
+#[test]
+fn outputs_never_clobber_devices_fifos_or_links() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = scratch("clobber");
+    let null = null_device(&dir);
+    let null = null.to_str().unwrap();
+    let output = udprange_in(&dir, &["simulate", "--out", null, "--plot", "plot.svg"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        file_type(Path::new(null)).is_char_device(),
+        "{null} was replaced"
+    );
+
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // The reader waits on the FIFO; if the FIFO were replaced it would wait forever, so the
+    // test waits for it a minute at most.
+    let (read, reader) = std::sync::mpsc::channel();
+    {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || read.send(fs::read(fifo)));
+    }
+    let output = udprange_within(&dir, &["simulate", "--plot", "fifo"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let svg = reader
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the FIFO's reader got the plot")
+        .unwrap();
+    assert!(
+        svg.starts_with(b"<svg"),
+        "{}",
+        String::from_utf8_lossy(&svg)
+    );
+    assert!(file_type(&fifo).is_fifo(), "the FIFO was replaced");
+
+    fs::create_dir(dir.join("real")).unwrap();
+    fs::write(dir.join("real/part.json"), "old").unwrap();
+    std::os::unix::fs::symlink("real/part.json", dir.join("link.json")).unwrap();
+    let output = udprange_in(&dir, &["simulate", "--shard", "0/1", "--out", "link.json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        file_type(&dir.join("link.json")).is_symlink(),
+        "the link was replaced"
+    );
+    let written = fs::read_to_string(dir.join("real/part.json")).unwrap();
+    assert!(
+        written.starts_with("{\"format\":\"udprange-part/1\""),
+        "{written}"
+    );
+    assert_eq!(files_in(&dir.join("real")), ["part.json"]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// As root, `/dev/full` (a node of our own for it): the write fails with exit 1 and the node
+/// stays a device.
+#[test]
+fn a_full_device_fails_the_write_and_stays_a_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = scratch("full");
+    let full = dir.join("full");
+    let made = Command::new("mknod")
+        .args([full.to_str().unwrap(), "c", "1", "7"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("SKIPPED (not a pass): mknod needs root");
+        return;
+    }
+    let output = udprange_in(&dir, &["simulate", "--out", "full"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("--out full: cannot write: No space left on device"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(file_type(&full).is_char_device());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Output paths that cannot work are errors before the run (exit 2, the flag named), not
+/// after it; nothing is written.
+#[test]
+fn bad_output_paths_fail_before_the_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("paths");
+    fs::create_dir(dir.join("sub")).unwrap();
+    let mut cases = vec![
+        (
+            vec!["simulate", "--out", "nodir/x.json"],
+            "--out nodir/x.json: directory nodir does not exist".to_string(),
+        ),
+        (
+            vec!["simulate", "--out", "a.json", "--plot", "./a.json"],
+            "--plot ./a.json: is the same file as --out a.json".to_string(),
+        ),
+        (
+            vec!["simulate", "--plot", "sub"],
+            "--plot sub: is a directory".to_string(),
+        ),
+        (
+            vec!["merge", "whatever.json", "--plot", "nodir/m.svg"],
+            "--plot nodir/m.svg: directory nodir does not exist".to_string(),
+        ),
+    ];
+    // Root writes anywhere: only an unprivileged run can test a read-only directory.
+    let locked = dir.join("locked");
+    fs::create_dir(&locked).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o555)).unwrap();
+    let root = fs::write(locked.join("probe"), "").is_ok();
+    if root {
+        eprintln!("SKIPPED (not a pass): a read-only directory, as root");
+    } else {
+        cases.push((
+            vec!["simulate", "--plot", "locked/p.svg"],
+            "--plot locked/p.svg: directory locked is not writable".to_string(),
+        ));
+    }
+    for (args, want) in &cases {
+        assert_usage_error(&udprange_in(&dir, args), args, want);
+    }
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = fs::remove_file(locked.join("probe"));
+    assert_eq!(files_in(&dir), ["locked", "sub"]);
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::args::BackendName;
 use super::args::BlastArgs;
-use super::output::OutputFile;
+use super::output::{self, OutputFile};
 use super::{EXIT_FAILED, EXIT_OK, Outcome, UsageError};
 use crate::blast::netns::WanPath;
 use crate::blast::{self, Backend, BlastConfig};
@@ -122,6 +122,7 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
 
 pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
     let config = config(args)?;
+    output::preflight(&[("--pcap", args.pcap.as_deref())])?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -153,6 +154,7 @@ pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
     let mut files = Vec::new();
     if let (Some(path), Some(bytes)) = (&args.pcap, pcap) {
         files.push(OutputFile {
+            flag: "--pcap",
             path: path.clone(),
             contents: bytes,
         });

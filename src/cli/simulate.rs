@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::{CheckArgs, MergeArgs, SimulateArgs};
-use super::output::OutputFile;
+use super::output::{self, OutputFile};
 use super::{EXIT_FAILED, EXIT_OK, Outcome, UsageError};
 use crate::check::verify;
 use crate::limits;
@@ -122,6 +122,7 @@ fn summary_outputs(
         let svg = plot::svg(summary)
             .map_err(|e| UsageError(format!("--plot {}: {e}", path.display())))?;
         files.push(OutputFile {
+            flag: "--plot",
             path: path.to_path_buf(),
             contents: svg.into_bytes(),
         });
@@ -140,6 +141,10 @@ pub(super) fn simulate(args: &SimulateArgs) -> Result<Outcome, UsageError> {
             "a shard holds part of the run: plot the merged result (udprange merge --plot)",
         ));
     }
+    output::preflight(&[
+        ("--out", args.out.as_deref()),
+        ("--plot", args.plot.as_deref()),
+    ])?;
     let results = run_scenario(&scenario, shard, args.threads.threads)?;
     let context = Context::of(&scenario);
     let mut files = Vec::new();
@@ -148,6 +153,7 @@ pub(super) fn simulate(args: &SimulateArgs) -> Result<Outcome, UsageError> {
         let mut json = serde_json::to_string(&part).expect("parts serialize");
         json.push('\n');
         files.push(OutputFile {
+            flag: "--out",
             path: path.clone(),
             contents: json.into_bytes(),
         });
@@ -182,6 +188,7 @@ pub(super) fn simulate(args: &SimulateArgs) -> Result<Outcome, UsageError> {
 }
 
 pub(super) fn merge(args: &MergeArgs) -> Result<Outcome, UsageError> {
+    output::preflight(&[("--plot", args.plot.as_deref())])?;
     let mut parts = Vec::new();
     for path in &args.parts {
         let text = limits::read_text(path, limits::MAX_SHARD_BYTES, "shard")
