@@ -478,6 +478,202 @@ fn huge_inputs_are_refused_naming_the_file() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `simulate … --shard I/N --out` for every shard, then `merge`, as JSON.
+fn merged_and_whole(dir: &Path, scenario: &str, extra: &[&str], shards: u32) -> (String, String) {
+    let mut parts = Vec::new();
+    for i in 0..shards {
+        let shard = format!("{i}/{shards}");
+        let out = format!("part-{i}.json");
+        let args = [
+            &["simulate", scenario, "--shard", &shard, "--out", &out],
+            extra,
+        ]
+        .concat();
+        let output = udprange_in(dir, &args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        parts.push(out);
+    }
+    let mut args = vec!["merge", "--format", "json"];
+    args.extend(parts.iter().map(String::as_str));
+    let merged = udprange_in(dir, &args);
+    assert!(
+        merged.status.success(),
+        "{args:?}: {}",
+        text(&merged.stderr)
+    );
+    let whole = udprange_in(
+        dir,
+        &[&["simulate", scenario, "--format", "json"], extra].concat(),
+    );
+    assert!(whole.status.success(), "{}", text(&whole.stderr));
+    (text(&merged.stdout), text(&whole.stdout))
+}
+
+/// Merged JSON equals the whole run byte for byte, for every shipped scenario (few
+/// replications, to stay fast) and for the run whose mean occupancy once came back one ulp
+/// off (floats must round-trip through shard files).
+#[test]
+fn merged_json_equals_the_whole_run_for_every_scenario() {
+    let dir = scratch("exact");
+    let mut scenarios: Vec<PathBuf> = fs::read_dir(repo().join("scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    scenarios.sort();
+    assert!(scenarios.len() >= 13);
+    for scenario in &scenarios {
+        let scenario = scenario.to_str().unwrap();
+        let extra = ["--replications", "3", "--sessions", "2000", "--seed", "7"];
+        let (merged, whole) = merged_and_whole(&dir, scenario, &extra, 2);
+        assert_eq!(merged, whole, "{scenario}");
+    }
+    let scenario = repo().join("scenarios/linux-no-reuse-poisson.toml");
+    let extra = ["--replications", "23", "--seed", "7"];
+    let (merged, whole) = merged_and_whole(&dir, scenario.to_str().unwrap(), &extra, 1);
+    assert!(
+        whole.contains("\"mean_ports_held\": 9.962472405193397"),
+        "{whole}"
+    );
+    assert_eq!(merged, whole);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Shards of different runs do not merge: exit 2 naming the file and what differs.
+#[test]
+fn merge_refuses_shards_of_other_runs() {
+    let dir = scratch("mismatch");
+    let seed = udprange::scenario::SEED_EXAMPLE.replace("sessions = 20000", "sessions = 500");
+    fs::write(dir.join("a.toml"), &seed).unwrap();
+    fs::write(
+        dir.join("b.toml"),
+        seed.replace("mean = \"10m\"", "mean = \"11m\""),
+    )
+    .unwrap();
+    let shard = |scenario: &str, i: u32, extra: &[&str], out: &str| {
+        let shard = format!("{i}/2");
+        let args = [
+            &["simulate", scenario, "--shard", &shard, "--out", out],
+            extra,
+        ]
+        .concat();
+        let output = udprange_in(&dir, &args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    };
+    shard("a.toml", 0, &[], "first.json");
+    shard("a.toml", 1, &["--sessions", "400"], "sessions.json");
+    shard("a.toml", 1, &["--seed", "9"], "seed.json");
+    shard("b.toml", 1, &[], "edited.json");
+    shard("a.toml", 1, &["--allowed", "33001-33005"], "allowed.json");
+    shard("a.toml", 1, &[], "second.json");
+    for (other, want) in [
+        (
+            "sessions.json",
+            "sessions.json: comes from a different run than the first part: the length of a replication (workload.sessions or horizon, --sessions) differs",
+        ),
+        (
+            "seed.json",
+            "seed.json: comes from a different run than the first part: the seed (seed, --seed) differs",
+        ),
+        (
+            "edited.json",
+            "edited.json: comes from a different run than the first part: the scenario's [workload] differs",
+        ),
+        (
+            "allowed.json",
+            "the client range (client.allowed, --allowed) differs",
+        ),
+    ] {
+        let args = ["merge", "first.json", other];
+        assert_usage_error(&udprange_in(&dir, &args), &args, want);
+    }
+    let output = udprange_in(&dir, &["merge", "first.json", "second.json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A change to a shard file's JSON.
+type Edit = fn(&mut serde_json::Value);
+
+/// A shard file with values no run writes: exit 2 naming the file and the value, never a
+/// panic (an empty `groups` once indexed out of bounds).
+#[test]
+fn merge_refuses_impossible_values() {
+    let dir = scratch("impossible");
+    let scenario = repo().join("scenarios/partners-narrow-range.toml");
+    let args = [
+        "simulate",
+        scenario.to_str().unwrap(),
+        "--replications",
+        "2",
+        "--sessions",
+        "500",
+        "--shard",
+        "0/1",
+        "--out",
+        "good.json",
+    ];
+    let output = udprange_in(&dir, &args);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let good: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("good.json")).unwrap()).unwrap();
+    let cases: [(&str, Edit); 6] = [
+        (
+            "results[0].unconstrained.groups: 0 groups, the run has 2",
+            |v| {
+                v["results"][0]["unconstrained"]["groups"] = serde_json::json!([]);
+            },
+        ),
+        (
+            "results[1].configured.groups[1].failed: 1000000 is more than sessions",
+            |v| {
+                v["results"][1]["configured"]["groups"][1]["failed"] = 1_000_000.into();
+            },
+        ),
+        (
+            "results[0].unconstrained.duration_s: -5.0 is not a time",
+            |v| {
+                v["results"][0]["unconstrained"]["duration_s"] = (-5.0).into();
+            },
+        ),
+        (
+            "results[1].peak_port: 1 is below the base port 33001",
+            |v| {
+                v["results"][1]["peak_port"] = 1.into();
+            },
+        ),
+        ("context.replications: 4294967295 is not 1 to 100000", |v| {
+            v["context"]["replications"] = u32::MAX.into();
+        }),
+        (
+            "results[0].unconstrained.slot_busy[0]: 1e300 is not a time",
+            |v| {
+                v["results"][0]["unconstrained"]["slot_busy"][0] = 1e300.into();
+            },
+        ),
+    ];
+    for (want, edit) in cases {
+        let mut bad = good.clone();
+        edit(&mut bad);
+        fs::write(dir.join("bad.json"), bad.to_string()).unwrap();
+        let args = ["merge", "bad.json"];
+        assert_usage_error(
+            &udprange_within(&dir, &args),
+            &args,
+            &format!("bad.json: {want}"),
+        );
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 fn file_type(path: &Path) -> fs::FileType {
     fs::symlink_metadata(path).unwrap().file_type()
 }
@@ -548,7 +744,7 @@ fn outputs_never_clobber_devices_fifos_or_links() {
     );
     let written = fs::read_to_string(dir.join("real/part.json")).unwrap();
     assert!(
-        written.starts_with("{\"format\":\"udprange-part/1\""),
+        written.starts_with("{\"format\":\"udprange-part/2\""),
         "{written}"
     );
     assert_eq!(files_in(&dir.join("real")), ["part.json"]);

@@ -15,7 +15,7 @@ use crate::check::verify;
 use crate::limits;
 use crate::report::{Export, Format, plot};
 use crate::scenario::{Scenario, Stop};
-use crate::sim::{self, Context, Options, Part, Progress, Shard, Summary};
+use crate::sim::{self, Context, Options, Part, PartError, Progress, Shard, Summary};
 
 /// Runs longer than this get a progress bar (when stderr is a terminal).
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
@@ -149,9 +149,26 @@ pub(super) fn simulate(args: &SimulateArgs) -> Result<Outcome, UsageError> {
     let context = Context::of(&scenario);
     let mut files = Vec::new();
     if let Some(path) = &args.out {
-        let part = Part::new(context.clone(), shard, results.clone());
+        let part = Part::new(
+            sim::fingerprint(&scenario),
+            context.clone(),
+            shard,
+            results.clone(),
+        );
         let mut json = serde_json::to_string(&part).expect("parts serialize");
         json.push('\n');
+        // What merge would refuse is not written.
+        if json.len() as u64 > limits::MAX_SHARD_BYTES {
+            return Err(UsageError::flag(
+                "--out",
+                &path.display().to_string(),
+                format!(
+                    "the shard would hold {} bytes, more than the {} merge reads: split the run into more --shard slices",
+                    json.len(),
+                    limits::size_text(limits::MAX_SHARD_BYTES)
+                ),
+            ));
+        }
         files.push(OutputFile {
             flag: "--out",
             path: path.clone(),
@@ -193,13 +210,10 @@ pub(super) fn merge(args: &MergeArgs) -> Result<Outcome, UsageError> {
     for path in &args.parts {
         let text = limits::read_text(path, limits::MAX_SHARD_BYTES, "shard")
             .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
-        let part: Part = serde_json::from_str(&text).map_err(|e| {
-            UsageError(format!(
-                "{}:{}:{}: not a udprange shard file: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
+        // A JSON error carries its own line and column: `part.json:1:7: not a …`.
+        let part = sim::part::parse(&text).map_err(|e| match e {
+            PartError::Json { .. } => UsageError(format!("{}:{e}", path.display())),
+            _ => UsageError(format!("{}: {e}", path.display())),
         })?;
         parts.push(part);
     }

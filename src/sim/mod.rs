@@ -22,7 +22,8 @@
 //! replication order before anything is summed.
 
 mod engine;
-mod part;
+pub mod fingerprint;
+pub mod part;
 mod queue;
 mod sample;
 mod series;
@@ -35,7 +36,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{RunCounts, RunRecord, RunSpec, Tally, run};
-pub use part::{MergeError, PART_FORMAT, Part, merge};
+pub use fingerprint::{Fingerprint, fingerprint};
+pub use part::{MergeError, PART_FORMAT, Part, PartError, merge};
 pub use queue::{EventQueue, InThePast};
 pub use sample::{SimRng, replication_rng};
 pub use series::OccupancySeries;
