@@ -267,7 +267,8 @@ fn arrival_rate(rate: Rate, zero_ok: bool) -> Result<Rate, String> {
         return Err("must be above 0".into());
     }
     if per_second < MIN_ARRIVAL_RATE {
-        return Err(format!("must be at least one per {MAX_SIM_TEXT}, or 0"));
+        let or_zero = if zero_ok { ", or 0" } else { "" };
+        return Err(format!("must be at least one per {MAX_SIM_TEXT}{or_zero}"));
     }
     if per_second > MAX_ARRIVAL_RATE {
         return Err(format!(
