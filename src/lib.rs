@@ -12,6 +12,7 @@
 //! | [`plan`] | deterministic sizing ([`plan::size`]), capacity planning ([`plan::plan_capacity`]) and the loss formulas ([`plan::erlang`]) |
 //! | [`firewall`] | the openings a transfer needs ([`firewall::Requirements`]) and rules in four syntaxes ([`firewall::rules`]) |
 //! | [`units`] | durations, rates and probabilities as users write them |
+//! | [`limits`] | every limit on input (clients, durations, rates, sizes, simulated time, file sizes), defined once for flags and scenario keys alike |
 //! | [`report`] | plan reports as text, JSON and CSV |
 //! | [`cli`] | the command line: the only place that reads flags or prints |
 //!
@@ -28,6 +29,7 @@ pub mod blast;
 pub mod check;
 pub mod cli;
 pub mod firewall;
+pub mod limits;
 pub mod model;
 pub mod plan;
 pub mod report;

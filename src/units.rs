@@ -3,8 +3,9 @@
 //! (`10Mbps`, `200Mbit`, `1Gbps`) and sizes (`1492B`, `64KiB`).
 //!
 //! Each parses with `FromStr` and prints back in the unit it was written in, so a value read
-//! from a flag or a file appears the same in reports. Values are finite and non-negative;
-//! anything else is an error that quotes the text.
+//! from a flag or a file appears the same in reports. Values are finite and non-negative, in
+//! the unit written and in seconds (or bit/s); anything else is an error that quotes the text.
+//! How large a value may be is for [`crate::limits`] to say, where the flag or key is known.
 //!
 //! ```
 //! use udprange::units::{Duration, Probability, Rate};
@@ -167,7 +168,9 @@ impl FromStr for Duration {
         let error = || UnitError::Duration(text.to_string());
         let (value, unit) = split_number(text).ok_or_else(error)?;
         let unit = TimeUnit::parse(unit).ok_or_else(error)?;
-        Ok(Self { value, unit })
+        let d = Self { value, unit };
+        // `1e308h` is a finite number of hours but no finite number of seconds.
+        d.as_secs_f64().is_finite().then_some(d).ok_or_else(error)
     }
 }
 
@@ -204,7 +207,11 @@ impl FromStr for Rate {
         let (count, per) = text.split_once('/').ok_or_else(error)?;
         let count = parse_non_negative(count).map_err(|_| error())?;
         let per = TimeUnit::parse(per.trim()).ok_or_else(error)?;
-        Ok(Self { count, per })
+        let rate = Self { count, per };
+        rate.per_second()
+            .is_finite()
+            .then_some(rate)
+            .ok_or_else(error)
     }
 }
 
@@ -305,7 +312,11 @@ impl FromStr for Bitrate {
             .iter()
             .find(|(p, _)| *p == prefix_part)
             .ok_or_else(error)?;
-        Ok(Self { value, prefix })
+        let rate = Self { value, prefix };
+        rate.bits_per_second()
+            .is_finite()
+            .then_some(rate)
+            .ok_or_else(error)
     }
 }
 
@@ -434,11 +445,21 @@ mod tests {
             "NaNs",
             "infs",
             "1e400s",
+            "1e308h",
             "5e",
         ] {
             assert!(text.parse::<Duration>().is_err(), "{text:?} accepted");
         }
-        for text in ["", "2", "2/", "/s", "-2/s", "NaN/s", "2/fortnight"] {
+        for text in [
+            "",
+            "2",
+            "2/",
+            "/s",
+            "-2/s",
+            "NaN/s",
+            "2/fortnight",
+            "1e308/ns",
+        ] {
             assert!(text.parse::<Rate>().is_err(), "{text:?} accepted");
         }
         for text in ["0", "1", "1.5", "-0.1", "NaN", "0%", "100%", "abc", "0.1%%"] {
@@ -474,7 +495,7 @@ mod tests {
             assert_eq!(r.bits_per_second(), bps, "{text}");
         }
         assert_eq!("10Mbps".parse::<Bitrate>().unwrap().to_string(), "10Mbps");
-        for bad in ["10", "10Mb", "-1Mbps", "10mbps", "fastbps"] {
+        for bad in ["10", "10Mb", "-1Mbps", "10mbps", "fastbps", "1e308Gbps"] {
             assert!(bad.parse::<Bitrate>().is_err(), "{bad}");
         }
         for (text, bytes) in [("1492B", 1492), ("64KiB", 65536), ("1MB", 1_000_000)] {

@@ -274,3 +274,82 @@ fn an_early_interrupt_is_not_a_blocked_range() {
     assert!(outcomes.contains(&"interrupted"), "{outcomes:?}");
     assert_ne!(report["verdict"]["status"], "insufficient");
 }
+
+/// Scenario keys meet the limits flags do (a handshake timeout of 1e20s once panicked, 1e9s
+/// ran for decades), and an output that cannot be written stops the run before it starts:
+/// exit 2, one line naming the key or flag, nothing on stdout, nothing written.
+#[test]
+fn absurd_blast_input_is_one_error_before_the_run() {
+    let dir = scratch("absurd");
+    let seed = udprange::scenario::SEED_EXAMPLE;
+    let mut cases = Vec::new();
+    for value in ["1e20s", "1e19s", "1e9s", "601s"] {
+        let file = format!("handshake-{value}.toml");
+        let contents = seed.replace(
+            "handshake_timeout = \"20s\"",
+            &format!("handshake_timeout = \"{value}\""),
+        );
+        std::fs::write(dir.join(&file), contents).unwrap();
+        cases.push((
+            vec!["blast".to_string(), file.clone()],
+            format!("{file}:21:21: workload.handshake_timeout: must be at most 600s"),
+        ));
+    }
+    std::fs::write(
+        dir.join("rate.toml"),
+        seed.replace("rate = \"10Mbps\"", "rate = \"1e3Gbps\""),
+    )
+    .unwrap();
+    cases.push((
+        vec!["blast".into(), "rate.toml".into()],
+        "rate.toml:35:8: traffic.rate: must be at most 100Gbps".into(),
+    ));
+    let pcap = dir.join("x.pcap").to_str().unwrap().to_string();
+    let missing = dir.join("nodir/x.pcap").to_str().unwrap().to_string();
+    for (args, want) in [
+        (
+            vec!["--pcap", &pcap, "--pcap-limit", "2000000"],
+            "--pcap-limit",
+        ),
+        (
+            vec![
+                "--pcap",
+                &pcap,
+                "--pcap-limit",
+                "100000",
+                "--datagram",
+                "65507B",
+            ],
+            "--pcap-limit 100000: 100000 frames of 65565 bytes (65507B datagrams) exceed the 1 GiB a capture may hold",
+        ),
+        (vec!["--pcap", &missing], "--pcap"),
+        (vec!["--handshake-timeout", "1e9s"], "--handshake-timeout"),
+        (
+            vec!["--allowed", "100-200"],
+            "--allowed 100-200: lies outside the ports the server hands out (33001-65535)",
+        ),
+    ] {
+        let mut full = vec!["blast".to_string()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        let want = if want == "--pcap" {
+            format!("--pcap {missing}: directory")
+        } else {
+            want.to_string()
+        };
+        cases.push((full, want));
+    }
+    for (args, want) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_udprange"))
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("the binary runs");
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(&want), "{args:?}: got {stderr}want {want}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!dir.join("x.pcap").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

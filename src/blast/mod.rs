@@ -34,12 +34,7 @@ use client::{ClientOutcome, ClientParams, ClientReport};
 use netns::{Mechanisms, TestHosts, WanPath};
 use server::{Server, ServerOptions, ServerRecord, ServerSession};
 
-/// Most sessions one run starts.
-pub const MAX_CLIENTS: u32 = 4096;
-/// Longest sending time of one run.
-pub const MAX_DURATION: Duration = Duration::from_secs(600);
-/// Most datagrams one session sends (new and retransmitted).
-pub const MAX_DATAGRAMS_PER_SESSION: u64 = 50_000_000;
+pub use crate::limits::{MAX_CLIENTS, MAX_DATAGRAMS_PER_SESSION, MAX_DURATION};
 
 /// A blast run.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,11 +101,12 @@ impl BlastConfig {
             accounts,
             rate_bps: traffic.rate.bits_per_second() as u64,
             datagram: traffic.datagram,
-            duration: Duration::from_secs_f64(traffic.duration.as_secs_f64()),
+            duration: wall_clock(traffic.duration, MAX_DURATION),
             start: traffic.start,
             control_port: traffic.control_port,
-            handshake_timeout: Duration::from_secs_f64(
-                scenario.workload.handshake_timeout.as_secs_f64(),
+            handshake_timeout: wall_clock(
+                scenario.workload.handshake_timeout,
+                crate::limits::MAX_HANDSHAKE_TIMEOUT,
             ),
             max_datagrams: MAX_DATAGRAMS_PER_SESSION,
             pcap_limit: 0,
@@ -122,6 +118,12 @@ impl BlastConfig {
     pub fn seed_example() -> Self {
         Self::from_scenario(&Scenario::seed_example())
     }
+}
+
+/// A scenario's duration on the wall clock, at most `limit`. Validation already keeps
+/// scenario values within the limits; this keeps a hand-built `Scenario` from panicking.
+fn wall_clock(duration: crate::units::Duration, limit: Duration) -> Duration {
+    Duration::try_from_secs_f64(duration.as_secs_f64()).map_or(limit, |d| d.min(limit))
 }
 
 /// Latency percentiles in microseconds.

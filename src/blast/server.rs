@@ -29,7 +29,7 @@ use super::capture::Capture;
 use super::delay::DelayLine;
 pub use super::receiver::ServerSession;
 use super::receiver::{PortReceiver, Registration, Reply};
-use super::{MAX_CLIENTS, MAX_DATAGRAMS_PER_SESSION};
+use crate::limits::{MAX_CLIENTS, MAX_DATAGRAMS_PER_SESSION};
 use crate::model::{AllocatorConfig, Closed, Port, PortAllocator, PortKey, SessionRef};
 use crate::wire::control::{self, CONTROL_LEN, ControlRepr, RefusedReason};
 use crate::wire::fasp::{self, MAX_DATAGRAM};

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::firewall::rules::Syntax;
 use crate::firewall::{Peer, Side};
+use crate::limits;
 use crate::model::{Port, PortRange, ServerOs, parse_port};
 use crate::report::Format;
 use crate::scenario::Start;
@@ -231,12 +232,12 @@ pub struct SimulateArgs {
 
     /// Override the number of replications, 1-100000 (default: the file's).
     /// Example: --replications 40
-    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_replications)]
     pub replications: Option<u32>,
 
-    /// Override the length of each replication, in sessions (default: the file's).
-    /// Example: --sessions 1000000
-    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    /// Override the length of each replication, in transfers, 1-10000000000 (default: the
+    /// file's). Example: --sessions 1000000
+    #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_sessions)]
     pub sessions: Option<u64>,
 
     /// Override the clients' allowed range (default: the file's [client].allowed).
@@ -327,7 +328,7 @@ pub struct BlastArgs {
 
     /// How long each client sends, at most 600s (default: the file's, else 5s).
     /// Example: --duration 10s
-    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_blast_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_sending_time)]
     pub duration: Option<Duration>,
 
     /// Whether clients start together or staggered over the first half of the run
@@ -352,7 +353,7 @@ pub struct BlastArgs {
 
     /// How long a session waits for its first datagram's acknowledgement before failing
     /// with error 15 (default: the file's handshake_timeout, else 20s). Example: --handshake-timeout 3s
-    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_blast_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_handshake_timeout)]
     pub handshake_timeout: Option<Duration>,
 
     /// Where the packets flow: loopback (127.0.0.1, the client firewall modelled in process)
@@ -386,12 +387,14 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
 
-    /// Most frames the pcap file keeps (default 10000). Example: --pcap-limit 100000
+    /// Most frames the pcap file keeps, at most 1000000, and at most 1 GiB of frames at the
+    /// datagram size (default 10000). Example: --pcap-limit 100000
     #[arg(
         long,
         allow_hyphen_values = true,
         value_name = "N",
-        default_value = "10000"
+        default_value = "10000",
+        value_parser = parse_pcap_limit
     )]
     pub pcap_limit: u64,
 
@@ -417,16 +420,18 @@ fn parse_backend(text: &str) -> Result<BackendName, String> {
 
 fn parse_wan_duration(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
-    if d.as_secs_f64() > 10.0 {
-        return Err(format!("'{text}' is above 10s"));
+    let max = limits::MAX_WAN_DELAY;
+    if d.as_secs_f64() > max.as_secs_f64() {
+        return Err(format!("'{text}' is above {}s", max.as_secs()));
     }
     Ok(d)
 }
 
 fn parse_clients(text: &str) -> Result<u32, String> {
+    let max = limits::MAX_CLIENTS;
     match text.trim().parse::<u32>() {
-        Ok(n @ 1..=4096) => Ok(n),
-        _ => Err(format!("'{text}' is not a count from 1 to 4096")),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' is not a count from 1 to {max}")),
     }
 }
 
@@ -434,18 +439,57 @@ fn parse_bitrate(text: &str) -> Result<Bitrate, String> {
     let rate: Bitrate = text
         .parse()
         .map_err(|e: crate::units::UnitError| e.to_string())?;
-    if rate.bits_per_second() > 100e9 {
-        return Err(format!("'{text}' is above 100Gbps"));
+    if rate.bits_per_second() > limits::MAX_BITRATE_BPS {
+        return Err(format!(
+            "'{text}' is above {}Gbps",
+            limits::MAX_BITRATE_BPS / 1e9
+        ));
     }
     Ok(rate)
 }
 
-fn parse_blast_duration(text: &str) -> Result<Duration, String> {
+/// A wall-clock duration above 0 and at most `max` (`--duration`, `--handshake-timeout`).
+fn parse_blast_duration(text: &str, max: std::time::Duration) -> Result<Duration, String> {
     let d = parse_duration(text)?;
-    if !(d.as_secs_f64() > 0.0 && d.as_secs_f64() <= 600.0) {
-        return Err(format!("'{text}' must be above 0 and at most 600s"));
+    if !(d.as_secs_f64() > 0.0 && d.as_secs_f64() <= max.as_secs_f64()) {
+        return Err(format!(
+            "'{text}' must be above 0 and at most {}s",
+            max.as_secs()
+        ));
     }
     Ok(d)
+}
+
+fn parse_sending_time(text: &str) -> Result<Duration, String> {
+    parse_blast_duration(text, limits::MAX_DURATION)
+}
+
+fn parse_handshake_timeout(text: &str) -> Result<Duration, String> {
+    parse_blast_duration(text, limits::MAX_HANDSHAKE_TIMEOUT)
+}
+
+fn parse_pcap_limit(text: &str) -> Result<u64, String> {
+    let max = limits::MAX_PCAP_FRAMES;
+    match text.trim().parse::<u64>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("'{text}' is not a frame count from 0 to {max}")),
+    }
+}
+
+fn parse_replications(text: &str) -> Result<u32, String> {
+    let max = limits::MAX_REPLICATIONS;
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' must be 1 to {max}")),
+    }
+}
+
+fn parse_sessions(text: &str) -> Result<u64, String> {
+    let max = limits::MAX_SESSIONS;
+    match text.trim().parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' must be 1 to {max}")),
+    }
 }
 
 fn parse_start(text: &str) -> Result<Start, String> {
@@ -463,9 +507,12 @@ fn parse_datagram(text: &str) -> Result<u16, String> {
     let size: ByteSize = text
         .parse()
         .map_err(|e: crate::units::UnitError| e.to_string())?;
+    let (min, max) = (limits::MIN_DATAGRAM, limits::MAX_DATAGRAM);
     match u16::try_from(size.bytes()) {
-        Ok(n @ 28..=65507) => Ok(n),
-        _ => Err(format!("'{text}' must be 28B to 65507B (header included)")),
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{text}' must be {min}B to {max}B (header included)"
+        )),
     }
 }
 
@@ -480,9 +527,10 @@ fn parse_shard(text: &str) -> Result<Shard, String> {
 }
 
 fn parse_threads(text: &str) -> Result<usize, String> {
+    let max = limits::MAX_THREADS;
     match text.trim().parse::<usize>() {
-        Ok(n @ 1..=1024) => Ok(n),
-        _ => Err(format!("'{text}' is not a thread count (1-1024)")),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' is not a thread count (1-{max})")),
     }
 }
 

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use super::args::BackendName;
 use super::args::BlastArgs;
-use super::output::OutputFile;
+use super::output::{self, OutputFile};
 use super::{EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, Outcome, UsageError};
 use crate::blast::netns::WanPath;
 use crate::blast::{self, Backend, BlastConfig, Status};
+use crate::limits;
 use crate::report::Export;
 use crate::scenario::Scenario;
 
@@ -20,7 +21,10 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
         None => Scenario::seed_example(),
     };
     let mut config = BlastConfig::from_scenario(&scenario);
-    let seconds = |d: crate::units::Duration| Duration::from_secs_f64(d.as_secs_f64());
+    // Flag parsers keep durations within crate::limits; saturate rather than panic anyway.
+    let seconds = |d: crate::units::Duration| {
+        Duration::try_from_secs_f64(d.as_secs_f64()).unwrap_or(Duration::MAX)
+    };
     if let Some(range) = args.allowed {
         config.allowed = Some(range);
     }
@@ -52,6 +56,16 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
         }
         config.base_port = base;
     }
+    // As `[client].allowed` in a file: a range no session could pass is bad input.
+    if let Some(range) = args.allowed {
+        let server = crate::scenario::ServerConfig {
+            base_port: config.base_port,
+            ..scenario.server.clone()
+        };
+        if let Some(why) = server.unreachable(range) {
+            return Err(UsageError::flag("--allowed", &range.to_string(), why));
+        }
+    }
     if let Some(port) = args.control_port {
         config.control_port = port;
     }
@@ -63,6 +77,20 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
     }
     if args.pcap.is_some() {
         config.pcap_limit = args.pcap_limit.max(1);
+        let frame = u64::from(config.datagram) + limits::CAPTURE_FRAME_OVERHEAD;
+        if config.pcap_limit.saturating_mul(frame) > limits::MAX_CAPTURE_BYTES {
+            return Err(UsageError::flag(
+                "--pcap-limit",
+                &args.pcap_limit.to_string(),
+                format!(
+                    "{} frames of {frame} bytes ({}B datagrams) exceed the {} a capture may hold; \
+                     lower --pcap-limit or --datagram",
+                    config.pcap_limit,
+                    config.datagram,
+                    limits::size_text(limits::MAX_CAPTURE_BYTES)
+                ),
+            ));
+        }
     }
     let wan = WanPath {
         delay: args.delay.map(seconds),
@@ -94,6 +122,7 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
 
 pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
     let config = config(args)?;
+    output::preflight(&[("--pcap", args.pcap.as_deref())])?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -125,6 +154,7 @@ pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
     let mut files = Vec::new();
     if let (Some(path), Some(bytes)) = (&args.pcap, pcap) {
         files.push(OutputFile {
+            flag: "--pcap",
             path: path.clone(),
             contents: bytes,
         });

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::{CheckArgs, MergeArgs, SimulateArgs};
-use super::output::OutputFile;
+use super::output::{self, OutputFile};
 use super::{EXIT_FAILED, EXIT_OK, Outcome, UsageError};
 use crate::check::verify;
+use crate::limits;
 use crate::report::{Export, Format, plot};
 use crate::scenario::{Scenario, Stop};
-use crate::sim::{self, Context, Options, Part, Progress, Shard, Summary};
+use crate::sim::{self, Context, Options, Part, PartError, Progress, Shard, Summary};
 
 /// Runs longer than this get a progress bar (when stderr is a terminal).
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
@@ -73,24 +74,11 @@ fn apply_overrides(scenario: &mut Scenario, args: &SimulateArgs) -> Result<(), U
     if let Some(seed) = args.seed {
         scenario.seed = seed;
     }
+    // Flag parsers hold these to the limits scenario keys have (crate::limits).
     if let Some(n) = args.replications {
-        if !(1..=100_000).contains(&n) {
-            return Err(UsageError::flag(
-                "--replications",
-                &n.to_string(),
-                "must be 1 to 100000",
-            ));
-        }
         scenario.workload.replications = n;
     }
     if let Some(n) = args.sessions {
-        if !(1..=10_000_000_000).contains(&n) {
-            return Err(UsageError::flag(
-                "--sessions",
-                &n.to_string(),
-                "must be 1 to 10000000000",
-            ));
-        }
         scenario.workload.stop = Stop::Sessions(n);
     }
     if let Some(range) = args.allowed {
@@ -134,6 +122,7 @@ fn summary_outputs(
         let svg = plot::svg(summary)
             .map_err(|e| UsageError(format!("--plot {}: {e}", path.display())))?;
         files.push(OutputFile {
+            flag: "--plot",
             path: path.to_path_buf(),
             contents: svg.into_bytes(),
         });
@@ -152,14 +141,36 @@ pub(super) fn simulate(args: &SimulateArgs) -> Result<Outcome, UsageError> {
             "a shard holds part of the run: plot the merged result (udprange merge --plot)",
         ));
     }
+    output::preflight(&[
+        ("--out", args.out.as_deref()),
+        ("--plot", args.plot.as_deref()),
+    ])?;
     let results = run_scenario(&scenario, shard, args.threads.threads)?;
     let context = Context::of(&scenario);
     let mut files = Vec::new();
     if let Some(path) = &args.out {
-        let part = Part::new(context.clone(), shard, results.clone());
+        let part = Part::new(
+            sim::fingerprint(&scenario),
+            context.clone(),
+            shard,
+            results.clone(),
+        );
         let mut json = serde_json::to_string(&part).expect("parts serialize");
         json.push('\n');
+        // What merge would refuse is not written.
+        if json.len() as u64 > limits::MAX_SHARD_BYTES {
+            return Err(UsageError::flag(
+                "--out",
+                &path.display().to_string(),
+                format!(
+                    "the shard would hold {} bytes, more than the {} merge reads: split the run into more --shard slices",
+                    json.len(),
+                    limits::size_text(limits::MAX_SHARD_BYTES)
+                ),
+            ));
+        }
         files.push(OutputFile {
+            flag: "--out",
             path: path.clone(),
             contents: json.into_bytes(),
         });
@@ -194,17 +205,15 @@ pub(super) fn simulate(args: &SimulateArgs) -> Result<Outcome, UsageError> {
 }
 
 pub(super) fn merge(args: &MergeArgs) -> Result<Outcome, UsageError> {
+    output::preflight(&[("--plot", args.plot.as_deref())])?;
     let mut parts = Vec::new();
     for path in &args.parts {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UsageError(format!("{}: cannot read: {e}", path.display())))?;
-        let part: Part = serde_json::from_str(&text).map_err(|e| {
-            UsageError(format!(
-                "{}:{}:{}: not a udprange shard file: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
+        let text = limits::read_text(path, limits::MAX_SHARD_BYTES, "shard")
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        // A JSON error carries its own line and column: `part.json:1:7: not a …`.
+        let part = sim::part::parse(&text).map_err(|e| match e {
+            PartError::Json { .. } => UsageError(format!("{}:{e}", path.display())),
+            _ => UsageError(format!("{}: {e}", path.display())),
         })?;
         parts.push(part);
     }

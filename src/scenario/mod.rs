@@ -292,15 +292,16 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Reads and validates a scenario file.
+    /// Reads (at most [`crate::limits::MAX_SCENARIO_BYTES`]) and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = crate::limits::read_text(path, crate::limits::MAX_SCENARIO_BYTES, "scenario")
+            .map_err(|e| ScenarioError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: e.to_string(),
+            })?;
         Self::parse(&text, path)
     }
 
@@ -436,5 +437,98 @@ mod tests {
         );
         let both = MINIMAL.replace("sessions = 1000", "sessions = 1000\nhorizon = \"1h\"");
         assert!(error(&both).contains("give `sessions` or `horizon`, not both"));
+    }
+
+    /// Values past a limit of `crate::limits` name the key, as any other error.
+    #[test]
+    fn limits_point_at_the_key() {
+        let ten_years = "must be at most 87600h (10 years of simulated time)";
+        for (from, to, want) in [
+            (
+                "mean = \"1s\"",
+                "mean = \"1753200h\"",
+                format!("t.toml:7:42: workload.holding.mean: {ten_years}"),
+            ),
+            (
+                "mean = \"1s\"",
+                "mean = \"0.1ns\"",
+                "workload.holding.mean: must be at least 1ns".to_string(),
+            ),
+            (
+                "os = \"windows\"",
+                "os = \"windows\"\nlinger = \"1e17h\"",
+                format!("t.toml:4:10: server.linger: {ten_years}"),
+            ),
+            (
+                "sessions = 1000",
+                "sessions = 1000\nwarmup = \"1e9h\"",
+                format!("workload.warmup: {ten_years}"),
+            ),
+            (
+                "rate = \"10/s\"",
+                "rate = \"100/s\"\nwarmup = \"87600h\"",
+                "workload.warmup: about 3.2e10 sessions during the warm-up".to_string(),
+            ),
+            (
+                "sessions = 1000",
+                "sessions = 1000\nhandshake_timeout = \"1e9s\"",
+                "t.toml:9:21: workload.handshake_timeout: must be at most 600s".to_string(),
+            ),
+            (
+                "sessions = 1000",
+                "sessions = 1000\nretry = { attempts = 2, backoff = \"1e6h\" }",
+                format!("workload.retry.backoff: {ten_years}"),
+            ),
+            (
+                "\"10/s\"",
+                "\"1e-300/s\"",
+                "workload.rate: must be at least one per 87600h".to_string(),
+            ),
+            (
+                "\"10/s\"",
+                "\"1e10/s\"",
+                "workload.rate: must be at most 1e9/s".to_string(),
+            ),
+            (
+                "sessions = 1000",
+                "sessions = 1000\n[traffic]\nrate = \"1e3Gbps\"",
+                "t.toml:10:8: traffic.rate: must be at most 100Gbps".to_string(),
+            ),
+            (
+                "sessions = 1000",
+                "sessions = 1000\n[traffic]\nduration = \"1e9s\"",
+                "traffic.duration: must be above 0 and at most 600s".to_string(),
+            ),
+        ] {
+            let text = MINIMAL.replace(from, to);
+            let e = error(&text);
+            assert!(e.contains(&want), "{to}: got {e}, want {want}");
+        }
+        let profile = MINIMAL.replace("\"poisson\"", "\"profile\"").replace(
+            "rate = \"10/s\"",
+            "profile = { step = \"1ns\", rates = [\"1/s\", \"1e-300/s\"] }",
+        );
+        assert!(
+            error(&profile).contains("workload.profile.rates[1]: must be at least one per"),
+            "{}",
+            error(&profile)
+        );
+    }
+
+    #[test]
+    fn unreadable_and_oversized_files_are_named() {
+        let dir = std::env::temp_dir().join(format!("udprange-scenario-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.toml");
+        let file = std::fs::File::create(&big).unwrap();
+        // Sparse: two gigabytes that take no disk and must take no memory either.
+        file.set_len(2 << 30).unwrap();
+        let e = Scenario::load(&big).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&big.display().to_string())
+                && e.ends_with(": larger than 1 MiB, the most a scenario file may hold"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

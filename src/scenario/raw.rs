@@ -12,6 +12,11 @@ use super::{
     Arrivals, ClientConfig, ClientGroup, Expect, Holding, Retry, Scenario, ScenarioError,
     ServerConfig, Start, Stop, Traffic, Workload, trace,
 };
+use crate::limits::{
+    self, MAX_ARRIVAL_RATE, MAX_CLIENTS, MAX_CONCURRENT, MAX_REPLICATIONS, MAX_RETRY_ATTEMPTS,
+    MAX_RETRY_MULTIPLIER, MAX_SESSIONS, MAX_SESSIONS_PER_TRANSFER, MAX_SIM_SECONDS, MAX_SIM_TEXT,
+    MIN_ARRIVAL_RATE, MIN_SIM_SECONDS,
+};
 use crate::model::{MAX_PORT, Port, PortRange, ServerOs, SharingRule};
 use crate::units::{Bitrate, ByteSize, Duration, Probability, Rate};
 
@@ -21,12 +26,6 @@ const DEFAULT_REPLICATIONS: u32 = 10;
 const DEFAULT_HANDSHAKE_TIMEOUT_S: f64 = 20.0;
 /// Default blocking target for the recommended range.
 const DEFAULT_TARGET_BLOCKING: f64 = 0.001;
-/// Upper bounds that keep every run finite in time and memory.
-const MAX_REPLICATIONS: u32 = 100_000;
-const MAX_SESSIONS: u64 = 10_000_000_000;
-const MAX_HORIZON_S: f64 = 10.0 * 365.0 * 86400.0;
-const MAX_CONCURRENT: u64 = 1_000_000;
-const MAX_SESSIONS_PER_TRANSFER: u32 = 64;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +45,7 @@ pub(super) struct RawScenario {
 #[serde(deny_unknown_fields)]
 struct RawTraffic {
     clients: Option<Spanned<u32>>,
-    rate: Option<Bitrate>,
+    rate: Option<Spanned<Bitrate>>,
     datagram: Option<Spanned<ByteSize>>,
     duration: Option<Spanned<Duration>>,
     start: Option<Spanned<String>>,
@@ -61,7 +60,7 @@ struct RawServer {
     udp_port_reuse: Option<Spanned<bool>>,
     max_port: Option<Spanned<Port>>,
     occupied: Option<Spanned<Vec<Port>>>,
-    linger: Option<Duration>,
+    linger: Option<Spanned<Duration>>,
 }
 
 #[derive(Deserialize)]
@@ -93,9 +92,9 @@ struct RawWorkload {
     sessions_per_transfer: Option<Spanned<u32>>,
     sessions: Option<Spanned<u64>>,
     horizon: Option<Spanned<Duration>>,
-    warmup: Option<Duration>,
+    warmup: Option<Spanned<Duration>>,
     replications: Option<Spanned<u32>>,
-    handshake_timeout: Option<Duration>,
+    handshake_timeout: Option<Spanned<Duration>>,
     retry: Option<Spanned<RawRetry>>,
 }
 
@@ -119,7 +118,7 @@ struct RawHolding {
 #[serde(deny_unknown_fields)]
 struct RawRetry {
     attempts: Spanned<u32>,
-    backoff: Duration,
+    backoff: Spanned<Duration>,
     multiplier: Option<Spanned<f64>>,
 }
 
@@ -223,16 +222,60 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
     key
 }
 
-fn positive_duration(
+/// A span of simulated time that may be zero: at most [`MAX_SIM_SECONDS`].
+fn sim_duration(
     value: &Spanned<Duration>,
     key: &str,
     at: &Locator,
 ) -> Result<Duration, ScenarioError> {
     let d = *value.get_ref();
+    if d.as_secs_f64() > MAX_SIM_SECONDS {
+        return Err(at.error(value.span(), key, format!("must be at most {MAX_SIM_TEXT}")));
+    }
+    Ok(d)
+}
+
+/// A span of simulated time above 0: at least the simulator's resolution of 1 ns (a shorter
+/// one rounds to nothing) and at most [`MAX_SIM_SECONDS`].
+fn positive_duration(
+    value: &Spanned<Duration>,
+    key: &str,
+    at: &Locator,
+) -> Result<Duration, ScenarioError> {
+    let d = sim_duration(value, key, at)?;
     if d.as_secs_f64() <= 0.0 {
         return Err(at.error(value.span(), key, "must be above 0"));
     }
+    if d.as_secs_f64() < MIN_SIM_SECONDS {
+        return Err(at.error(
+            value.span(),
+            key,
+            "must be at least 1ns, the simulator's resolution",
+        ));
+    }
     Ok(d)
+}
+
+/// An arrival rate the simulator can follow: above 0 (unless `zero_ok`), at least one per
+/// 10 years and at most 10^9/s.
+fn arrival_rate(rate: Rate, zero_ok: bool) -> Result<Rate, String> {
+    let per_second = rate.per_second();
+    if per_second == 0.0 && zero_ok {
+        return Ok(rate);
+    }
+    if per_second <= 0.0 {
+        return Err("must be above 0".into());
+    }
+    if per_second < MIN_ARRIVAL_RATE {
+        let or_zero = if zero_ok { ", or 0" } else { "" };
+        return Err(format!("must be at least one per {MAX_SIM_TEXT}{or_zero}"));
+    }
+    if per_second > MAX_ARRIVAL_RATE {
+        return Err(format!(
+            "must be at most {MAX_ARRIVAL_RATE:.0e}/s, one per nanosecond of simulated time"
+        ));
+    }
+    Ok(rate)
 }
 
 fn holding(raw: &Spanned<RawHolding>, key: &str, at: &Locator) -> Result<Holding, ScenarioError> {
@@ -372,7 +415,12 @@ fn server(raw: &RawServer, at: &Locator) -> Result<ServerConfig, ScenarioError> 
         base_port,
         max_port,
         occupied,
-        linger: raw.linger.filter(|d| d.as_secs_f64() > 0.0),
+        linger: raw
+            .linger
+            .as_ref()
+            .map(|d| sim_duration(d, "server.linger", at))
+            .transpose()?
+            .filter(|d| d.as_secs_f64() > 0.0),
     })
 }
 
@@ -478,12 +526,9 @@ fn workload(
     let arrivals = match kind {
         "poisson" => {
             let rate = w.rate.as_ref().ok_or_else(|| missing("rate"))?;
-            if rate.get_ref().per_second() <= 0.0 {
-                return Err(at.error(rate.span(), "workload.rate", "must be above 0"));
-            }
-            Arrivals::Poisson {
-                rate: *rate.get_ref(),
-            }
+            let checked = arrival_rate(*rate.get_ref(), false)
+                .map_err(|e| at.error(rate.span(), "workload.rate", e))?;
+            Arrivals::Poisson { rate: checked }
         }
         "profile" => {
             let profile = w
@@ -493,6 +538,15 @@ fn workload(
                 .get_ref();
             let step = positive_duration(&profile.step, "workload.profile.step", at)?;
             let rates = profile.rates.get_ref().clone();
+            for (i, rate) in rates.iter().enumerate() {
+                arrival_rate(*rate, true).map_err(|e| {
+                    at.error(
+                        profile.rates.span(),
+                        &format!("workload.profile.rates[{i}]"),
+                        e,
+                    )
+                })?;
+            }
             if rates.iter().all(|r| r.per_second() <= 0.0) {
                 return Err(at.error(
                     profile.rates.span(),
@@ -599,13 +653,6 @@ fn workload(
         }
         (None, Some(h)) => {
             let horizon = positive_duration(h, "workload.horizon", at)?;
-            if horizon.as_secs_f64() > MAX_HORIZON_S {
-                return Err(at.error(
-                    h.span(),
-                    "workload.horizon",
-                    "must be at most 10 years of simulated time",
-                ));
-            }
             let expected = expected_sessions(&arrivals, &holding, horizon.as_secs_f64());
             if expected > MAX_SESSIONS as f64 {
                 return Err(at.error(
@@ -645,9 +692,20 @@ fn workload(
         Some(r) => *r.get_ref(),
         None => DEFAULT_REPLICATIONS,
     };
-    let handshake_timeout = w
-        .handshake_timeout
-        .unwrap_or(Duration::from_secs_f64(DEFAULT_HANDSHAKE_TIMEOUT_S));
+    let handshake_timeout = match &w.handshake_timeout {
+        Some(t) if t.get_ref().as_secs_f64() > limits::MAX_HANDSHAKE_TIMEOUT.as_secs_f64() => {
+            return Err(at.error(
+                t.span(),
+                "workload.handshake_timeout",
+                format!(
+                    "must be at most {}s",
+                    limits::MAX_HANDSHAKE_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        Some(t) => *t.get_ref(),
+        None => Duration::from_secs_f64(DEFAULT_HANDSHAKE_TIMEOUT_S),
+    };
     if let Arrivals::Closed { think: None, .. } = arrivals
         && handshake_timeout.as_secs_f64() <= 0.0
     {
@@ -661,23 +719,23 @@ fn workload(
         None => None,
         Some(r) => {
             let attempts = &r.get_ref().attempts;
-            if !(1..=100).contains(attempts.get_ref()) {
+            if !(1..=MAX_RETRY_ATTEMPTS).contains(attempts.get_ref()) {
                 return Err(at.error(
                     attempts.span(),
                     "workload.retry.attempts",
-                    "must be 1 to 100 (the first attempt included)",
+                    format!("must be 1 to {MAX_RETRY_ATTEMPTS} (the first attempt included)"),
                 ));
             }
             let multiplier = match &r.get_ref().multiplier {
                 Some(m)
                     if !(m.get_ref().is_finite()
                         && *m.get_ref() >= 1.0
-                        && *m.get_ref() <= 100.0) =>
+                        && *m.get_ref() <= MAX_RETRY_MULTIPLIER) =>
                 {
                     return Err(at.error(
                         m.span(),
                         "workload.retry.multiplier",
-                        "must be between 1 and 100",
+                        format!("must be between 1 and {MAX_RETRY_MULTIPLIER}"),
                     ));
                 }
                 Some(m) => *m.get_ref(),
@@ -685,12 +743,29 @@ fn workload(
             };
             Some(Retry {
                 attempts: *attempts.get_ref(),
-                backoff: r.get_ref().backoff,
+                backoff: sim_duration(&r.get_ref().backoff, "workload.retry.backoff", at)?,
                 multiplier,
             })
         }
     };
-    let warmup = w.warmup.filter(|d| d.as_secs_f64() > 0.0);
+    let warmup = match &w.warmup {
+        Some(d) => {
+            let warmup = sim_duration(d, "workload.warmup", at)?;
+            // Sessions of the warm-up are simulated, if not counted: they bound the run too.
+            let expected = expected_sessions(&arrivals, &holding, warmup.as_secs_f64());
+            if expected > MAX_SESSIONS as f64 {
+                return Err(at.error(
+                    d.span(),
+                    "workload.warmup",
+                    format!(
+                        "about {expected:.1e} sessions during the warm-up at this load; at most {MAX_SESSIONS:.0e}: shorten the warm-up"
+                    ),
+                ));
+            }
+            Some(warmup).filter(|d| d.as_secs_f64() > 0.0)
+        }
+        None => None,
+    };
     let sessions_per_transfer = match &w.sessions_per_transfer {
         Some(k) if !(1..=MAX_SESSIONS_PER_TRANSFER).contains(k.get_ref()) => {
             return Err(at.error(
@@ -750,8 +825,6 @@ fn expect(
 
 /// Default blast settings: the vendor's 10 Mbit/s and 1492-byte datagrams, 5 s of data.
 const DEFAULT_TRAFFIC_SECONDS: f64 = 5.0;
-const MAX_TRAFFIC_SECONDS: f64 = 600.0;
-const MAX_CLIENTS: u32 = 4096;
 
 fn traffic(
     raw: Option<&RawTraffic>,
@@ -785,13 +858,20 @@ fn traffic(
         }
         traffic.clients = *clients.get_ref();
     }
-    if let Some(rate) = raw.rate {
-        traffic.rate = rate;
+    if let Some(rate) = &raw.rate {
+        if rate.get_ref().bits_per_second() > limits::MAX_BITRATE_BPS {
+            return Err(at.error(
+                rate.span(),
+                "traffic.rate",
+                format!("must be at most {}Gbps", limits::MAX_BITRATE_BPS / 1e9),
+            ));
+        }
+        traffic.rate = *rate.get_ref();
     }
     if let Some(size) = &raw.datagram {
         let bytes = size.get_ref().bytes();
-        let min = crate::wire::fasp::HEADER_LEN as u64;
-        let max = crate::wire::fasp::MAX_DATAGRAM as u64;
+        let min = u64::from(limits::MIN_DATAGRAM);
+        let max = u64::from(limits::MAX_DATAGRAM);
         if !(min..=max).contains(&bytes) {
             return Err(at.error(
                 size.span(),
@@ -802,9 +882,14 @@ fn traffic(
         traffic.datagram = bytes as u16;
     }
     if let Some(duration) = &raw.duration {
-        let d = positive_duration(duration, "traffic.duration", at)?;
-        if d.as_secs_f64() > MAX_TRAFFIC_SECONDS {
-            return Err(at.error(duration.span(), "traffic.duration", "must be at most 600s"));
+        let d = *duration.get_ref();
+        let max = limits::MAX_DURATION;
+        if !(d.as_secs_f64() > 0.0 && d.as_secs_f64() <= max.as_secs_f64()) {
+            return Err(at.error(
+                duration.span(),
+                "traffic.duration",
+                format!("must be above 0 and at most {}s", max.as_secs()),
+            ));
         }
         traffic.duration = d;
     }

@@ -12,10 +12,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::ScenarioError;
+use crate::limits::{self, MAX_SIM_SECONDS, MAX_SIM_TEXT, MAX_TRACE_BYTES, MAX_TRACE_SESSIONS};
 use crate::units::{Duration, parse_non_negative};
-
-/// Most sessions a trace may hold (memory stays bounded).
-const MAX_RECORDS: usize = 10_000_000;
 
 /// One replayed session.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,14 +44,8 @@ pub fn read(path: &Path) -> Result<Vec<TraceRecord>, ScenarioError> {
         key: key.to_string(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        error(
-            0,
-            0,
-            "",
-            format!("cannot read trace {}: {e}", path.display()),
-        )
-    })?;
+    let text = limits::read_text(path, MAX_TRACE_BYTES, "trace")
+        .map_err(|e| error(0, 0, "", e.to_string()))?;
     let mut lines = text
         .lines()
         .enumerate()
@@ -104,14 +96,17 @@ pub fn read(path: &Path) -> Result<Vec<TraceRecord>, ScenarioError> {
         }
         let column_of = |i: usize| line.split(',').take(i).map(|f| f.len() + 1).sum::<usize>() + 1;
         let time = |i: usize, name: &str| {
-            seconds(fields[i]).ok_or_else(|| {
-                error(
-                    number + 1,
-                    column_of(i),
-                    name,
-                    format!("'{}' is not a time (examples: 90s, 1.5h, 12.5)", fields[i]),
-                )
-            })
+            let at = |message: String| error(number + 1, column_of(i), name, message);
+            let value = seconds(fields[i]).ok_or_else(|| {
+                at(format!(
+                    "'{}' is not a time (examples: 90s, 1.5h, 12.5)",
+                    fields[i]
+                ))
+            })?;
+            if value > MAX_SIM_SECONDS {
+                return Err(at(format!("'{}' is above {MAX_SIM_TEXT}", fields[i])));
+            }
+            Ok(value)
         };
         let start = time(start_at, "start")?;
         let duration = time(duration_at, "duration")?;
@@ -136,12 +131,12 @@ pub fn read(path: &Path) -> Result<Vec<TraceRecord>, ScenarioError> {
             account,
             group,
         });
-        if records.len() > MAX_RECORDS {
+        if records.len() > MAX_TRACE_SESSIONS {
             return Err(error(
                 number + 1,
                 1,
                 "",
-                format!("more than {MAX_RECORDS} sessions"),
+                format!("more than {MAX_TRACE_SESSIONS} sessions"),
             ));
         }
     }

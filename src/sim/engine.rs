@@ -615,7 +615,9 @@ impl<'a, P: PortTable> Engine<'a, P> {
             self.slot_busy_nanos.resize(slot + 1, 0);
         }
         let taken = self.taken_at[slot].max(self.warmup);
-        self.slot_busy_nanos[slot] += now.since(taken).as_nanos();
+        // Saturating: ports held until the end of simulated time add up past a u64.
+        self.slot_busy_nanos[slot] =
+            self.slot_busy_nanos[slot].saturating_add(now.since(taken).as_nanos());
     }
 
     /// An attempt failed: retry after the backoff, or give up.

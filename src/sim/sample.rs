@@ -222,10 +222,30 @@ impl<'a> OpenArrivals<'a> {
 
 /// The next arrival after `now` of a Poisson process whose rate is `rates[i]` during the
 /// `i`-th step (cyclic): exact, by spending one unit-exponential of integrated rate.
+///
+/// Bounded whatever the rates: whole cycles the budget outlasts are skipped at once, so a
+/// sparse profile costs at most two cycles of steps per arrival; steps too fine for a float
+/// this late fall back to the mean rate; past the end of simulated time the answer is
+/// infinity (the clock saturates there).
 fn next_poisson_time(now: f64, rates: &[f64], step: f64, rng: &mut SimRng) -> f64 {
     let mut budget: f64 = Exp1.sample(rng);
     let mut t = now;
+    let cycle_len = step * rates.len() as f64;
+    let cycle_area: f64 = rates.iter().sum::<f64>() * step;
+    let end = SimTime::END.as_secs_f64();
     loop {
+        if !(t < end && cycle_area > 0.0) {
+            return f64::INFINITY;
+        }
+        if budget > cycle_area {
+            // A whole number of cycles passes before the arrival: each spends `cycle_area`.
+            let cycles = ((budget - cycle_area) / cycle_area).floor();
+            if cycles >= 1.0 {
+                t += cycles * cycle_len;
+                budget -= cycles * cycle_area;
+                continue;
+            }
+        }
         let index = (t / step).floor();
         let rate = rates[(index as usize) % rates.len()];
         let boundary = (index + 1.0) * step;
@@ -235,7 +255,12 @@ fn next_poisson_time(now: f64, rates: &[f64], step: f64, rng: &mut SimRng) -> f6
         }
         budget -= area;
         // Step exactly onto the boundary; guard against a boundary that does not advance.
-        t = if boundary > t { boundary } else { t + step };
+        let next = if boundary > t { boundary } else { t + step };
+        if next <= t {
+            // Steps finer than a float resolves this late: spend the rest at the mean rate.
+            return t + budget * cycle_len / cycle_area;
+        }
+        t = next;
     }
 }
 
@@ -269,6 +294,21 @@ mod tests {
             let got = total / n as f64;
             assert!((got - 2.0).abs() < 0.05, "{holding:?}: mean {got}");
         }
+    }
+
+    #[test]
+    fn sparse_and_fine_profiles_end() {
+        let mut rng = replication_rng(3, 0);
+        // One arrival per ten years over nanosecond steps: skipped by whole cycles.
+        let rare = [1.0 / crate::limits::MAX_SIM_SECONDS, 0.0];
+        let t = next_poisson_time(0.0, &rare, 1e-9, &mut rng);
+        assert!(t.is_finite() && t > 0.0, "{t}");
+        // Nanosecond steps a year in: finer than a float resolves.
+        let t = next_poisson_time(3.2e7, &[1.0, 2.0], 1e-9, &mut rng);
+        assert!(t > 3.2e7 && t < 3.3e7, "{t}");
+        // Past the end of simulated time.
+        let t = next_poisson_time(SimTime::END.as_secs_f64(), &[1.0], 1.0, &mut rng);
+        assert_eq!(t, f64::INFINITY);
     }
 
     #[test]

@@ -29,11 +29,16 @@ impl OccupancySeries {
 
     /// `held` ports were held from `from` to `to`.
     pub fn add(&mut self, from: SimTime, to: SimTime, held: usize) {
-        let (mut t, end) = (from.as_nanos(), to.as_nanos());
+        self.add_nanos(from.as_nanos(), to.as_nanos(), held);
+    }
+
+    fn add_nanos(&mut self, from: u64, to: u64, held: usize) {
+        let (mut t, end) = (from, to);
         if end <= t {
             return;
         }
-        while (end - 1) >> self.width_shift >= Self::BUCKETS as u64 && self.width_shift < 63 {
+        // At most 56 doublings: 256 buckets of 2^56 ns cover every u64.
+        while (end - 1) >> self.width_shift >= Self::BUCKETS as u64 {
             self.coarsen();
         }
         let bucket = (t >> self.width_shift) as usize;
@@ -46,14 +51,38 @@ impl OccupancySeries {
         }
         while t < end {
             let bucket = (t >> self.width_shift) as usize;
-            let bucket_end = (bucket as u64 + 1) << self.width_shift;
-            let until = end.min(bucket_end);
+            // In u128: the last bucket of a u64 clock ends at 2^64.
+            let bucket_end = (bucket as u128 + 1) << self.width_shift;
+            let until = end.min(u64::try_from(bucket_end).unwrap_or(u64::MAX));
             if self.area.len() <= bucket {
                 self.area.resize(bucket + 1, 0.0);
             }
             self.area[bucket] += held as f64 * (until - t) as f64;
             t = until;
         }
+    }
+
+    /// Why this series could not come from a run (it was read from a shard file), if so.
+    pub fn check(&self) -> Result<(), String> {
+        if self.width_shift > 56 {
+            return Err(format!(
+                "bucket width 2^{} ns is beyond the clock",
+                self.width_shift
+            ));
+        }
+        if self.area.len() > Self::BUCKETS {
+            return Err(format!("more than {} buckets", Self::BUCKETS));
+        }
+        let width = (1u64 << self.width_shift) as f64;
+        // A bucket holds at most every port for its whole width.
+        if let Some(bad) = self
+            .area
+            .iter()
+            .find(|a| !(a.is_finite() && (0.0..=width * 65536.0).contains(*a)))
+        {
+            return Err(format!("{bad} is not an area of held ports over time"));
+        }
+        Ok(())
     }
 
     fn coarsen(&mut self) {
@@ -86,5 +115,23 @@ mod tests {
         assert!((total - (20.0 + 3960.0)).abs() < 1e-6, "{total}");
         let (_, first) = series.points().next().unwrap();
         assert!((2.0..=4.0).contains(&first));
+        assert_eq!(series.check(), Ok(()));
+    }
+
+    #[test]
+    fn reaches_the_end_of_a_u64_clock() {
+        let mut series = OccupancySeries::default();
+        series.add(SimTime::ZERO, SimTime::from_secs_f64(1.0), 1);
+        // Past 2^63 ns and up to the last nanosecond a u64 holds: no overflow, no endless loop.
+        let late = OccupancySeries {
+            width_shift: 20,
+            area: Vec::new(),
+        };
+        for mut s in [series, late] {
+            s.add(SimTime::from_secs_f64(1.0), SimTime::END, 2);
+            s.add_nanos(1 << 63, u64::MAX, 3);
+            assert!(s.area.len() <= OccupancySeries::BUCKETS);
+            assert_eq!(s.check(), Ok(()));
+        }
     }
 }
