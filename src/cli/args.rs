@@ -427,12 +427,23 @@ fn parse_wan_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_clients(text: &str) -> Result<u32, String> {
-    let max = limits::MAX_CLIENTS;
-    match text.trim().parse::<u32>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!("'{text}' is not a count from 1 to {max}")),
+/// A whole number within `range` (a limit of [`crate::limits`]).
+fn count<T>(text: &str, range: std::ops::RangeInclusive<T>) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match text.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a count from {} to {}",
+            range.start(),
+            range.end()
+        )),
     }
+}
+
+fn parse_clients(text: &str) -> Result<u32, String> {
+    count(text, 1..=limits::MAX_CLIENTS)
 }
 
 fn parse_bitrate(text: &str) -> Result<Bitrate, String> {
@@ -469,27 +480,15 @@ fn parse_handshake_timeout(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_pcap_limit(text: &str) -> Result<u64, String> {
-    let max = limits::MAX_PCAP_FRAMES;
-    match text.trim().parse::<u64>() {
-        Ok(n) if n <= max => Ok(n),
-        _ => Err(format!("'{text}' is not a frame count from 0 to {max}")),
-    }
+    count(text, 0..=limits::MAX_PCAP_FRAMES)
 }
 
 fn parse_replications(text: &str) -> Result<u32, String> {
-    let max = limits::MAX_REPLICATIONS;
-    match text.trim().parse::<u32>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!("'{text}' must be 1 to {max}")),
-    }
+    count(text, 1..=limits::MAX_REPLICATIONS)
 }
 
 fn parse_sessions(text: &str) -> Result<u64, String> {
-    let max = limits::MAX_SESSIONS;
-    match text.trim().parse::<u64>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!("'{text}' must be 1 to {max}")),
-    }
+    count(text, 1..=limits::MAX_SESSIONS)
 }
 
 fn parse_start(text: &str) -> Result<Start, String> {
@@ -527,11 +526,7 @@ fn parse_shard(text: &str) -> Result<Shard, String> {
 }
 
 fn parse_threads(text: &str) -> Result<usize, String> {
-    let max = limits::MAX_THREADS;
-    match text.trim().parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!("'{text}' is not a thread count (1-{max})")),
-    }
+    count(text, 1..=limits::MAX_THREADS)
 }
 
 fn parse_os(text: &str) -> Result<ServerOs, String> {

@@ -355,6 +355,29 @@ fn expected_sessions(arrivals: &Arrivals, holding: &Holding, horizon: f64) -> f6
     }
 }
 
+/// Refuses a span of simulated time holding more sessions, at the scenario's load, than a
+/// replication may start; `(during, fix)` say which span and what to do.
+fn sessions_within(
+    arrivals: &Arrivals,
+    holding: &Holding,
+    span: &Spanned<Duration>,
+    key: &str,
+    (during, fix): (&str, &str),
+    at: &Locator,
+) -> Result<(), ScenarioError> {
+    let expected = expected_sessions(arrivals, holding, span.get_ref().as_secs_f64());
+    if expected > MAX_SESSIONS as f64 {
+        return Err(at.error(
+            span.span(),
+            key,
+            format!(
+                "about {expected:.1e} sessions {during} at this load; at most {MAX_SESSIONS:.0e}: {fix}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn server(raw: &RawServer, at: &Locator) -> Result<ServerConfig, ScenarioError> {
     let os: ServerOs = raw
         .os
@@ -653,16 +676,8 @@ fn workload(
         }
         (None, Some(h)) => {
             let horizon = positive_duration(h, "workload.horizon", at)?;
-            let expected = expected_sessions(&arrivals, &holding, horizon.as_secs_f64());
-            if expected > MAX_SESSIONS as f64 {
-                return Err(at.error(
-                    h.span(),
-                    "workload.horizon",
-                    format!(
-                        "about {expected:.1e} sessions per replication at this load; at most {MAX_SESSIONS:.0e}: shorten the horizon or give `sessions`"
-                    ),
-                ));
-            }
+            let within = ("per replication", "shorten the horizon or give `sessions`");
+            sessions_within(&arrivals, &holding, h, "workload.horizon", within, at)?;
             Stop::Horizon(horizon)
         }
         (Some(_), Some(h)) => {
@@ -752,16 +767,8 @@ fn workload(
         Some(d) => {
             let warmup = sim_duration(d, "workload.warmup", at)?;
             // Sessions of the warm-up are simulated, if not counted: they bound the run too.
-            let expected = expected_sessions(&arrivals, &holding, warmup.as_secs_f64());
-            if expected > MAX_SESSIONS as f64 {
-                return Err(at.error(
-                    d.span(),
-                    "workload.warmup",
-                    format!(
-                        "about {expected:.1e} sessions during the warm-up at this load; at most {MAX_SESSIONS:.0e}: shorten the warm-up"
-                    ),
-                ));
-            }
+            let within = ("during the warm-up", "shorten the warm-up");
+            sessions_within(&arrivals, &holding, d, "workload.warmup", within, at)?;
             Some(warmup).filter(|d| d.as_secs_f64() > 0.0)
         }
         None => None,
