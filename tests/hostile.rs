@@ -110,6 +110,45 @@ impl Run {
     }
 }
 
+/// How much the emulator's memory grows during an attack; at most 16 MiB whatever arrives.
+struct Memory {
+    before: u64,
+    peak: u64,
+}
+
+impl Memory {
+    const BOUND_KIB: u64 = 16 * 1024;
+
+    /// Starts measuring once the run's sessions are up.
+    fn start(run: &Run) -> Self {
+        std::thread::sleep(Duration::from_millis(300));
+        let before = run.rss_kib();
+        assert!(before > 0, "could not read the emulator's memory");
+        Self {
+            before,
+            peak: before,
+        }
+    }
+
+    fn sample(&mut self, run: &Run) {
+        self.peak = self.peak.max(run.rss_kib());
+    }
+
+    /// Samples once more and asserts the growth is within the bound.
+    fn assert_bounded(&mut self, run: &Run) {
+        self.sample(run);
+        let growth = self.peak.saturating_sub(self.before);
+        eprintln!(
+            "RSS before the attack {} KiB, peak {} KiB: +{growth} KiB",
+            self.before, self.peak
+        );
+        assert!(
+            growth <= Self::BOUND_KIB,
+            "the attack grew the emulator's memory by {growth} KiB"
+        );
+    }
+}
+
 fn outcomes(report: &serde_json::Value) -> Vec<(u64, String)> {
     report["sessions"]
         .as_array()
@@ -196,9 +235,10 @@ fn forged_acks_and_garbage_do_not_change_the_verdict() {
         "--rate",
         "5Mbps",
     ]);
+    let mut memory = Memory::start(&run);
     let socket = attacker();
     let mut guess = guesses(0x9e37_79b9);
-    let until = Instant::now() + Duration::from_millis(2800);
+    let until = Instant::now() + Duration::from_millis(2500);
     let mut sent = 0u64;
     let mut seen_clients = 0;
     while Instant::now() < until {
@@ -232,8 +272,10 @@ fn forged_acks_and_garbage_do_not_change_the_verdict() {
             }
             let _ = socket.send_to(&[0xff; 64], to);
         }
+        memory.sample(&run);
         std::thread::sleep(Duration::from_millis(5));
     }
+    memory.assert_bounded(&run);
     let (code, report) = run.finish();
     assert!(seen_clients >= 2, "the attacker found no client socket");
     assert!(sent > 0);
@@ -289,11 +331,10 @@ fn fresh_sessions_and_huge_sequence_numbers_cost_no_memory() {
         "--rate",
         "5Mbps",
     ]);
-    std::thread::sleep(Duration::from_millis(1000));
-    let before = run.rss_kib();
+    std::thread::sleep(Duration::from_millis(700));
+    let mut memory = Memory::start(&run);
     let socket = attacker();
     let mut guess = guesses(0x1234_5678);
-    let mut peak = before;
     for i in 0..10_000u32 {
         let session = if i % 10 == 0 { i % 5 } else { 1000 + i };
         let sequence = if i % 2 == 0 { u64::MAX - 1 } else { 49_999_999 };
@@ -306,20 +347,13 @@ fn fresh_sessions_and_huge_sequence_numbers_cost_no_memory() {
         let port = base + (i % 4) as u16;
         let _ = socket.send_to(&bytes(&datagram), (Ipv4Addr::LOCALHOST, port));
         if i % 1000 == 999 {
-            peak = peak.max(run.rss_kib());
+            memory.sample(&run);
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     std::thread::sleep(Duration::from_millis(200));
-    peak = peak.max(run.rss_kib());
+    memory.assert_bounded(&run);
     let (code, report) = run.finish();
-    let growth_kib = peak.saturating_sub(before);
-    eprintln!("RSS before the attack {before} KiB, peak {peak} KiB: +{growth_kib} KiB");
-    assert!(before > 0, "could not read the emulator's memory");
-    assert!(
-        growth_kib <= 16 * 1024,
-        "10 000 hostile datagrams grew RSS by {growth_kib} KiB"
-    );
     assert_eq!(code, 0, "{report:#}");
     assert!(
         outcomes(&report).iter().all(|(_, o)| o == "ok"),
@@ -350,6 +384,7 @@ fn a_done_flood_does_not_slow_the_clients() {
         "--datagram",
         "1000B",
     ]);
+    let mut memory = Memory::start(&run);
     let socket = attacker();
     let mut guess = guesses(77);
     let until = Instant::now() + Duration::from_millis(2500);
@@ -373,9 +408,11 @@ fn a_done_flood_does_not_slow_the_clients() {
             }
         }
         if flood % 4096 < 16 {
+            memory.sample(&run);
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    memory.assert_bounded(&run);
     let (code, report) = run.finish();
     eprintln!("sent {flood} forged DONE datagrams");
     assert!(flood > 2_000, "the flood did not happen: {flood}");
@@ -417,6 +454,7 @@ fn slowloris_on_the_control_port_keeps_no_client_out() {
         ],
         Some(512),
     );
+    let mut memory = Memory::start(&run);
     let mut held = Vec::new();
     let until = Instant::now() + Duration::from_secs(3);
     while held.len() < 600 && Instant::now() < until {
@@ -427,7 +465,11 @@ fn slowloris_on_the_control_port_keeps_no_client_out() {
             }
             Err(_) => std::thread::sleep(Duration::from_millis(2)),
         }
+        if held.len() % 50 == 0 {
+            memory.sample(&run);
+        }
     }
+    memory.assert_bounded(&run);
     let (code, report) = run.finish();
     drop(held);
     assert_eq!(code, 0, "{report:#}");
