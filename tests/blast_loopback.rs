@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use udprange::blast::{BlastConfig, BlastReport, Outcome};
+use udprange::blast::{BlastConfig, BlastReport, Outcome, Status};
 use udprange::model::{PortRange, ServerOs};
 
 mod common;
@@ -233,4 +233,27 @@ fn data_that_arrived_unacknowledged_is_not_blocked() {
         matches!(outcome, ClientOutcome::Unacknowledged { received } if received > 0),
         "{outcome:?}"
     );
+}
+
+/// A port in the range held by another process on this machine is a fact about the test
+/// machine, not the user's server: the emulator skips it, the session pushed past the range
+/// fails, and the verdict is inconclusive naming the port — never "insufficient".
+#[test]
+fn a_port_held_on_the_test_machine_is_not_the_ranges_fault() {
+    let squatter = std::net::UdpSocket::bind(("127.0.0.1", 62705)).unwrap();
+    let report = run(&config(ServerOs::Windows, 62701, 10, 10, 10));
+    drop(squatter);
+    let (ok, blocked) = outcomes(&report);
+    assert_eq!((ok, blocked), (9, 1), "{report:#?}");
+    assert!(report.sessions.iter().all(|s| s.port != Some(62705)));
+    assert_eq!(report.verdict.status, Status::Inconclusive);
+    assert!(
+        report
+            .verdict
+            .summary
+            .contains("port(s) 62705 are held by another process on this machine"),
+        "{}",
+        report.verdict.summary
+    );
+    assert!(report.notes.iter().any(|n| n.contains("port 62705")));
 }

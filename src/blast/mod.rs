@@ -355,7 +355,9 @@ fn session_result(
     }
 }
 
-fn verdict(config: &BlastConfig, sessions: &[SessionResult]) -> Verdict {
+/// The verdict on `sessions`; `foreign_ports` are ports another process on the test machine
+/// held, which the emulator had to skip.
+fn verdict(config: &BlastConfig, sessions: &[SessionResult], foreign_ports: &[Port]) -> Verdict {
     let count = |outcome| sessions.iter().filter(|s| s.outcome == outcome).count() as u32;
     let (blocked, refused) = (count(Outcome::Blocked), count(Outcome::Refused));
     let (other, interrupted) = (count(Outcome::Failed), count(Outcome::Interrupted));
@@ -381,6 +383,18 @@ fn verdict(config: &BlastConfig, sessions: &[SessionResult]) -> Verdict {
         (
             Status::Sufficient,
             format!("range {} is sufficient", shown(allowed)),
+        )
+    } else if (blocked > 0 || refused > 0) && !foreign_ports.is_empty() {
+        let ports: Vec<String> = foreign_ports.iter().map(Port::to_string).collect();
+        (
+            Status::Inconclusive,
+            format!(
+                "inconclusive: {failed} of {total} sessions failed ({why}), but port(s) {} \
+                 are held by another process on this machine, not by your server, and the \
+                 emulator had to skip them; free them (or choose a --base-port where nothing \
+                 listens) and run again",
+                ports.join(", ")
+            ),
         )
     } else if blocked > 0 || refused > 0 {
         let fix = match (refused, required) {
@@ -539,7 +553,7 @@ fn assemble(
         .collect();
     let received_datagrams: u64 = sessions.iter().map(|s| s.received).sum();
     let goodput_bps = sessions.iter().map(|s| s.goodput_bps).sum();
-    let verdict = verdict(config, &sessions);
+    let verdict = verdict(config, &sessions, &server.foreign_ports);
     let pcap_frames = setup.capture.as_ref().map_or(0, |c| c.frames());
     let pcap = setup.capture.as_ref().map(|c| c.take_bytes());
     let report = BlastReport {
@@ -566,7 +580,16 @@ fn assemble(
         },
         pcap_frames,
         kernel: None,
-        notes: Vec::new(),
+        notes: server
+            .foreign_ports
+            .iter()
+            .map(|port| {
+                format!(
+                    "port {port} is held by another process on this machine; the emulator \
+                     skipped it, as a server would"
+                )
+            })
+            .collect(),
     };
     (report, pcap)
 }
@@ -766,7 +789,7 @@ async fn run_netns(
         client_namespace: hosts.client_ns.clone(),
         server_namespace: hosts.server_ns.clone(),
     });
-    report.notes = notes;
+    report.notes.extend(notes);
     drop(hosts);
     Ok((report, pcap))
 }
@@ -812,7 +835,7 @@ mod tests {
             session(3, Some(33002), Outcome::Failed),
             session(4, None, Outcome::Interrupted),
         ];
-        let v = verdict(&config(), &overloaded);
+        let v = verdict(&config(), &overloaded, &[]);
         assert_eq!(v.status, Status::Inconclusive);
         assert!(!v.sufficient);
         assert_eq!((v.failed, v.other, v.interrupted, v.blocked), (3, 2, 1, 0));
@@ -825,11 +848,20 @@ mod tests {
 
         let mut blocked = overloaded.to_vec();
         blocked.push(session(5, Some(33003), Outcome::Blocked));
-        let v = verdict(&config(), &blocked);
+        let v = verdict(&config(), &blocked, &[]);
         assert_eq!(v.status, Status::Insufficient);
         assert!(v.summary.contains("1 blocked (error 15)"), "{}", v.summary);
 
-        let v = verdict(&config(), &[ok]);
+        let v = verdict(&config(), &blocked, &[33002]);
+        assert_eq!(v.status, Status::Inconclusive);
+        assert!(
+            v.summary
+                .contains("port(s) 33002 are held by another process"),
+            "{}",
+            v.summary
+        );
+
+        let v = verdict(&config(), &[ok], &[]);
         assert_eq!(v.status, Status::Sufficient);
         assert_eq!(v.summary, "range 33001-33002 is sufficient");
     }

@@ -14,7 +14,7 @@
 //! [`HELLO_TIMEOUT`] to send its HELLO, and past [`MAX_PENDING`] connections waiting for
 //! one, the oldest is closed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,8 @@ pub struct ServerRecord {
     pub sessions: HashMap<u32, ServerSession>,
     /// Datagrams and control frames dropped because they were not a session's own.
     pub rejected: u64,
+    /// Ports another process on this machine held: the emulator skipped them.
+    pub foreign_ports: Vec<Port>,
 }
 
 struct Shared {
@@ -86,6 +88,8 @@ struct Shared {
     next_session: AtomicU32,
     active_sessions: AtomicU32,
     rejected: AtomicU64,
+    /// Ports another process on this machine held when the emulator tried to bind them.
+    foreign_ports: Mutex<BTreeSet<Port>>,
     /// Control connections whose HELLO has not been read, oldest first.
     pending: Mutex<BTreeMap<u64, Pending>>,
     epoch: Instant,
@@ -163,6 +167,7 @@ impl Server {
             next_session: AtomicU32::new(1),
             active_sessions: AtomicU32::new(0),
             rejected: AtomicU64::new(0),
+            foreign_ports: Mutex::new(BTreeSet::new()),
             pending: Mutex::new(BTreeMap::new()),
             epoch,
             options,
@@ -229,6 +234,7 @@ impl Server {
         ServerRecord {
             sessions: std::mem::take(&mut *lock(&self.shared.results)),
             rejected: self.shared.rejected.load(Ordering::Relaxed),
+            foreign_ports: lock(&self.shared.foreign_ports).iter().copied().collect(),
         }
     }
 }
@@ -413,10 +419,10 @@ async fn open_port(shared: &Arc<Shared>, key: PortKey, registration: Registratio
                 return Some(port);
             }
             Err(_) => {
-                // Hold the port under a key no session has, then try the next one.
-                let mut allocator = lock(&shared.allocator);
-                let _ = allocator.release(key);
-                let _ = allocator.acquire(PortKey::Session(u64::MAX - u64::from(port)));
+                // Another process on this machine holds the port: a fact about the test
+                // machine, not the user's server. It stays out of use, and the report says so.
+                lock(&shared.allocator).withdraw(key);
+                lock(&shared.foreign_ports).insert(port);
             }
         }
     }

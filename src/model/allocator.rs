@@ -253,6 +253,15 @@ impl PortAllocator {
         self.free.set_free(usize::from(port - self.config.base));
     }
 
+    /// Takes `key`'s port away from it and keeps the port out of use from then on, as if it
+    /// had been occupied from the start: for a port found held outside the allocator (another
+    /// process on the machine). Returns the port, or `None` when the key held none.
+    pub fn withdraw(&mut self, key: PortKey) -> Option<Port> {
+        let holding = self.holdings.remove(&key)?;
+        self.config.occupied.insert(holding.port);
+        Some(holding.port)
+    }
+
     /// The port `key` holds (while open or lingering).
     pub fn port_of(&self, key: PortKey) -> Option<Port> {
         self.holdings.get(&key).map(|h| h.port)
@@ -279,6 +288,19 @@ mod tests {
 
     fn per_session() -> PortAllocator {
         PortAllocator::new(AllocatorConfig::new(SharingRule::PerSession, 33001)).unwrap()
+    }
+
+    #[test]
+    fn a_withdrawn_port_stays_out_of_use() {
+        let mut ports = per_session();
+        let key = PortKey::Session(1);
+        assert_eq!(ports.acquire(key), Ok(33001));
+        assert_eq!(ports.withdraw(key), Some(33001));
+        assert_eq!(ports.withdraw(key), None);
+        assert!(ports.config().occupied.contains(&33001));
+        assert_eq!(ports.acquire(key), Ok(33002));
+        assert_eq!(ports.release(key), Ok(Closed::Freed { port: 33002 }));
+        assert_eq!(ports.acquire(PortKey::Session(2)), Ok(33002));
     }
 
     #[test]
