@@ -293,7 +293,7 @@ fn first_last<S: serde::Serializer>(
         .serialize(serializer)
 }
 
-fn latency(histogram: &hdrhistogram::Histogram<u64>) -> Option<Latency> {
+fn latency(histogram: &hdrhistogram::Histogram<u32>) -> Option<Latency> {
     (!histogram.is_empty()).then(|| Latency {
         p50: histogram.value_at_quantile(0.5),
         p99: histogram.value_at_quantile(0.99),

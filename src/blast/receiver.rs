@@ -64,7 +64,7 @@ pub struct ServerSession {
     /// First to last data arrival.
     pub active: Duration,
     /// One-way latency in microseconds, once a datagram arrived.
-    pub latency_us: Option<Histogram<u64>>,
+    pub latency_us: Option<Histogram<u32>>,
 }
 
 /// A reply the receiver wants sent.
@@ -178,8 +178,9 @@ struct Receiving {
     duplicates: u64,
     first: Option<Duration>,
     last: Option<Duration>,
-    /// Made with the first datagram: a session that never sends costs no histogram.
-    latency_us: Option<Histogram<u64>>,
+    /// Made with the first datagram (a session that never sends costs no histogram), and
+    /// grown only as far as the latencies seen: thousands of sessions stay small.
+    latency_us: Option<Histogram<u32>>,
 }
 
 impl Receiving {
@@ -365,7 +366,9 @@ fn on_data(
     if sent_at <= now {
         let latency = u64::try_from((now - sent_at).as_micros()).unwrap_or(u64::MAX);
         let histogram = state.latency_us.get_or_insert_with(|| {
-            Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+            // Three significant figures; counts up to 2^32 hold the most datagrams a
+            // session may send.
+            Histogram::new(3).expect("valid precision")
         });
         let _ = histogram.record(latency.max(1));
     }

@@ -11,8 +11,9 @@
 //! last key.
 //!
 //! The control port cannot be held by peers that never speak: a connection has
-//! [`HELLO_TIMEOUT`] to send its HELLO, and past [`MAX_PENDING`] connections waiting for
-//! one, the oldest is closed.
+//! [`HELLO_TIMEOUT`] to send its HELLO, and past [`pending_limit`] connections waiting for
+//! one (or when the process runs out of descriptors), the oldest is closed. The limit leaves
+//! room for every client a run may start, so a burst of real clients loses none.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,8 +37,28 @@ use crate::wire::fasp::{self, MAX_DATAGRAM};
 
 /// Time a control connection has to send its HELLO.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Control connections waiting for their HELLO at once; the oldest is closed past this.
-pub const MAX_PENDING: usize = 256;
+/// Control connections waiting for their HELLO at once, at most: room for every client a
+/// run may start and as many strangers again as [`STRANGERS`].
+pub const MAX_PENDING: usize = MAX_CLIENTS as usize + STRANGERS;
+/// Connections beyond a run's clients that may wait for their HELLO.
+pub const STRANGERS: usize = 256;
+
+/// Connections that may wait for their HELLO here: [`MAX_PENDING`], or a quarter of the
+/// process's descriptor limit when that is lower (each session needs descriptors of its own).
+pub fn pending_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let quarter = if known {
+        usize::try_from(limit.rlim_cur / 4).unwrap_or(usize::MAX)
+    } else {
+        MAX_PENDING
+    };
+    quarter.clamp(16, MAX_PENDING)
+}
 
 /// How the emulator runs.
 #[derive(Debug, Clone, Copy)]
@@ -174,14 +195,16 @@ impl Server {
             capture,
         });
         let accept_shared = Arc::clone(&shared);
+        let pending_limit = pending_limit();
         let accept = tokio::spawn(async move {
             let mut connections = 0u64;
             loop {
                 let (stream, peer) = match listener.accept().await {
                     Ok(accepted) => accepted,
                     // Out of descriptors, or a connection reset before it was taken: the
-                    // listener itself is fine, and pending connections will be evicted.
+                    // listener itself is fine; a silent connection makes room.
                     Err(_) => {
+                        evict_oldest_waiting(&accept_shared);
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
@@ -197,12 +220,10 @@ impl Server {
                         waiting: false,
                     },
                 );
-                if pending.len() > MAX_PENDING {
-                    let oldest_waiting = pending.iter().find(|(_, p)| p.waiting).map(|(&n, _)| n);
-                    if let Some(evicted) = oldest_waiting.and_then(|n| pending.remove(&n)) {
-                        evicted.task.abort();
-                        accept_shared.rejected.fetch_add(1, Ordering::Relaxed);
-                    }
+                let full = pending.len() > pending_limit;
+                drop(pending);
+                if full {
+                    evict_oldest_waiting(&accept_shared);
                 }
             }
         });
@@ -236,6 +257,16 @@ impl Server {
             rejected: self.shared.rejected.load(Ordering::Relaxed),
             foreign_ports: lock(&self.shared.foreign_ports).iter().copied().collect(),
         }
+    }
+}
+
+/// Closes the oldest control connection that is waiting on its peer for a HELLO.
+fn evict_oldest_waiting(shared: &Shared) {
+    let mut pending = lock(&shared.pending);
+    let oldest = pending.iter().find(|(_, p)| p.waiting).map(|(&n, _)| n);
+    if let Some(evicted) = oldest.and_then(|n| pending.remove(&n)) {
+        evicted.task.abort();
+        shared.rejected.fetch_add(1, Ordering::Relaxed);
     }
 }
 
