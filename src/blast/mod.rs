@@ -26,7 +26,9 @@ use tokio::sync::watch;
 use crate::firewall::model::OutboundFilter;
 use crate::firewall::rules::{self, RuleSet, Syntax};
 use crate::firewall::{Peer, Requirements, Side};
-use crate::model::{AllocatorConfig, Port, PortRange, ServerOs, SharingRule};
+use crate::model::{
+    AllocatorConfig, Port, PortAllocator, PortRange, ServerOs, SessionRef, SharingRule,
+};
 use crate::scenario::Scenario;
 pub use crate::scenario::Start;
 use capture::Capture;
@@ -112,6 +114,31 @@ impl BlastConfig {
             pcap_limit: 0,
             backend: Backend::Loopback,
         }
+    }
+
+    /// The server's allocator for this run: its rule, base port, cap and occupied ports.
+    pub fn allocator(&self) -> AllocatorConfig {
+        AllocatorConfig::new(self.rule(), self.base_port)
+            .with_max_port(self.max_port)
+            .with_occupied(self.occupied.iter().copied())
+    }
+
+    /// The smallest client range this run's load needs, as the model hands out ports: every
+    /// client's session open at once (they start together, or staggered within the first
+    /// half of a sending time each of them spans), on the server's allocator. `None` when the
+    /// server's cap cannot fit them: no client range helps then.
+    pub fn required_range(&self) -> Option<PortRange> {
+        let mut allocator = PortAllocator::new(self.allocator()).ok()?;
+        let accounts = self.accounts.max(1);
+        let mut highest = None;
+        for i in 0..self.clients.min(MAX_CLIENTS) {
+            let session = SessionRef {
+                session: u64::from(i),
+                account: u64::from(i % accounts),
+            };
+            highest = highest.max(Some(allocator.open(session).ok()?));
+        }
+        PortRange::new(self.base_port, highest?).ok()
     }
 
     /// The seed's example: windows, 10 clients, 33001-33010 allowed.
@@ -208,7 +235,8 @@ pub struct Verdict {
     pub status: Status,
     pub sufficient: bool,
     pub allowed: Option<PortRange>,
-    /// The range the sessions of this run needed: base to the highest port handed out.
+    /// The smallest range this run's load needs, as the model hands out ports
+    /// ([`BlastConfig::required_range`]); `None` when the server's cap cannot fit it.
     #[serde(serialize_with = "first_last")]
     pub required: Option<PortRange>,
     /// Sessions that did not end ok, whatever the reason.
@@ -362,8 +390,7 @@ fn verdict(config: &BlastConfig, sessions: &[SessionResult], foreign_ports: &[Po
     let (blocked, refused) = (count(Outcome::Blocked), count(Outcome::Refused));
     let (other, interrupted) = (count(Outcome::Failed), count(Outcome::Interrupted));
     let failed = blocked + refused + other + interrupted;
-    let highest = sessions.iter().filter_map(|s| s.port).max();
-    let required = highest.and_then(|h| PortRange::new(config.base_port, h).ok());
+    let required = config.required_range();
     let allowed = config.allowed;
     let shown = |r: Option<PortRange>| r.map_or("every port".to_string(), |r| r.to_string());
     let mut why = Vec::new();
@@ -397,7 +424,13 @@ fn verdict(config: &BlastConfig, sessions: &[SessionResult], foreign_ports: &[Po
             ),
         )
     } else if blocked > 0 || refused > 0 {
+        let covered =
+            |r: PortRange| allowed.is_none_or(|a| a.contains(r.first()) && a.contains(r.last()));
         let fix = match (refused, required) {
+            (0, Some(r)) if covered(r) => format!(
+                "; the range covers the {r} this load needs, so something else on the path \
+                 drops the UDP data"
+            ),
             (0, Some(r)) => format!("; the smallest sufficient range is {r}"),
             _ => "; the server ran out of ports, which no client range fixes".to_string(),
         };
@@ -450,9 +483,7 @@ impl Setup {
         Self {
             epoch: Instant::now(),
             capture: (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit))),
-            allocator: AllocatorConfig::new(config.rule(), config.base_port)
-                .with_max_port(config.max_port)
-                .with_occupied(config.occupied.iter().copied()),
+            allocator: config.allocator(),
             key: server::new_secret(),
         }
     }
@@ -824,6 +855,34 @@ mod tests {
             allowed: PortRange::new(33001, 33002).ok(),
             ..BlastConfig::seed_example()
         }
+    }
+
+    #[test]
+    fn the_required_range_is_the_models_for_this_load() {
+        let twelve = |os| BlastConfig {
+            os,
+            clients: 12,
+            accounts: 12,
+            ..BlastConfig::seed_example()
+        };
+        let range = |c: &BlastConfig| c.required_range().map(|r| r.to_string());
+        assert_eq!(range(&twelve(ServerOs::Windows)).unwrap(), "33001-33012");
+        assert_eq!(range(&twelve(ServerOs::Linux)).unwrap(), "33001");
+        let three_accounts = BlastConfig {
+            accounts: 3,
+            ..twelve(ServerOs::Macos)
+        };
+        assert_eq!(range(&three_accounts).unwrap(), "33001-33003");
+        let occupied = BlastConfig {
+            occupied: [33004].into(),
+            ..twelve(ServerOs::Windows)
+        };
+        assert_eq!(range(&occupied).unwrap(), "33001-33013");
+        let capped = BlastConfig {
+            max_port: 33011,
+            ..twelve(ServerOs::Windows)
+        };
+        assert_eq!(range(&capped), None);
     }
 
     #[test]
