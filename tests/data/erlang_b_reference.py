@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent Erlang-B reference values for tests/erlang_reference.rs.
+"""Independent Erlang-B reference values for tests/it/erlang_reference.rs.
 
 Computed with Python's decimal module at 60 significant digits using the *inverse*
 recurrence I(0) = 1, I(n) = 1 + (n / A) * I(n - 1), B = 1 / I(n) -- a different algorithm

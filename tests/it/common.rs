@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use udprange::blast::{self, BlastConfig, BlastReport};
 
@@ -74,4 +75,13 @@ impl Drop for TestNamespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
+}
+
+/// Held by every test that makes network namespaces or runs a cleanup of leftovers: a run's
+/// cleanup would otherwise race the cleanup test for the leftovers it plants.
+pub fn namespaces() -> MutexGuard<'static, ()> {
+    static NAMESPACES: Mutex<()> = Mutex::new(());
+    NAMESPACES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use udprange::blast::{BlastConfig, BlastReport, Outcome, Status};
 use udprange::model::{PortRange, ServerOs};
 
-mod common;
-use common::run_blast as run;
+use crate::common::run_blast as run;
 
 fn config(os: ServerOs, base: u16, allowed_ports: u64, clients: u32, accounts: u32) -> BlastConfig {
     BlastConfig {

@@ -13,9 +13,9 @@ use udprange::sim::{Context, Method, Options, RunSpec, replication_rng, run, sim
 fn scenario_text() -> impl Strategy<Value = String> {
     let lines: Vec<String> = SEED_EXAMPLE
         .lines()
-        .chain(include_str!("../scenarios/partners-narrow-range.toml").lines())
-        .chain(include_str!("../scenarios/busy-hour-enterprise.toml").lines())
-        .chain(include_str!("../scenarios/retries.toml").lines())
+        .chain(include_str!("../../scenarios/partners-narrow-range.toml").lines())
+        .chain(include_str!("../../scenarios/busy-hour-enterprise.toml").lines())
+        .chain(include_str!("../../scenarios/retries.toml").lines())
         .map(str::to_string)
         .collect();
     let line = prop_oneof![

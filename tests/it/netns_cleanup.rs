@@ -1,14 +1,14 @@
 //! Cleanup of namespaces left by killed `blast --backend netns` runs touches only names of the
 //! tool's exact pattern, `udprange-<pid>-<run>-client|server`, whose owner is gone: needs
 //! root and `ip`; without them it says so loudly and skips, and under CI (`CI=true`) that
-//! skip is a failure. A test binary of its own, so no other test's cleanup runs meanwhile.
+//! skip is a failure. It holds `common::namespaces()`, so no other test's cleanup runs
+//! meanwhile.
 
 use std::process::Command;
 
 use udprange::blast::netns;
 
-mod common;
-use common::{TestNamespace, is_root, skip};
+use crate::common::{TestNamespace, is_root, skip};
 
 /// Root and `ip`, or an explanation and a skip (a failure under CI).
 fn can_make_namespaces() -> bool {
@@ -24,6 +24,7 @@ fn cleanup_removes_only_leftovers_of_its_own_pattern() {
     if !can_make_namespaces() {
         return;
     }
+    let _namespaces = crate::common::namespaces();
     let mut made = Vec::new();
     // Not the tool's pattern: someone else's, never touched.
     let foreign = "udprange-mine";

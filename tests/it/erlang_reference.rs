@@ -5,7 +5,7 @@ use udprange::plan::erlang::{LossModel, erlang_b};
 
 #[test]
 fn erlang_b_matches_the_high_precision_reference() {
-    let data = include_str!("data/erlang_b_reference.csv");
+    let data = include_str!("../data/erlang_b_reference.csv");
     let mut checked = 0;
     for line in data.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();

@@ -20,8 +20,7 @@ fn udprange(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-mod common;
-use common::{TestNamespace as Namespace, is_root, skip};
+use crate::common::{TestNamespace as Namespace, is_root, skip};
 
 /// The tool's path if it can be used here; otherwise explains and skips (fails under CI).
 fn tool(name: &str) -> Option<&str> {

@@ -24,14 +24,12 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-mod common;
-
 /// tshark if it is installed; otherwise says so loudly and skips (fails under CI).
 fn tshark() -> Option<&'static str> {
     if Command::new("tshark").arg("--version").output().is_ok() {
         return Some("tshark");
     }
-    common::skip("`tshark` is not installed").then_some("tshark")
+    crate::common::skip("`tshark` is not installed").then_some("tshark")
 }
 
 #[test]

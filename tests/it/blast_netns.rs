@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use udprange::blast::netns::{self, TestHosts, WanPath};
@@ -12,16 +13,19 @@ use udprange::blast::{Backend, BlastConfig, BlastReport, Outcome};
 use udprange::scenario::{SEED_EXAMPLE, Scenario};
 use udprange::sim::{Context, Options, simulate, summarize};
 
-/// Whether the kernel path can run here; otherwise explains and skips (fails under CI).
-fn kernel_path_available() -> bool {
+/// The kernel path, to this test alone among those that make namespaces, if it can run here;
+/// otherwise explains and skips (fails under CI).
+fn kernel_path() -> Option<MutexGuard<'static, ()>> {
     match netns::check_requirements() {
-        Ok(()) => true,
-        Err(e) => common::skip(&e.to_string()),
+        Ok(()) => Some(crate::common::namespaces()),
+        Err(e) => {
+            crate::common::skip(&e.to_string());
+            None
+        }
     }
 }
 
-mod common;
-use common::run_blast as run;
+use crate::common::run_blast as run;
 
 /// The seed example with two clients too many, short.
 fn seed_with_twelve(backend: Backend) -> BlastConfig {
@@ -65,9 +69,9 @@ fn assert_gone(report: &BlastReport) {
 /// `simulate` predicts for the closed case.
 #[test]
 fn netns_agrees_with_loopback_and_simulate() {
-    if !kernel_path_available() {
+    let Some(_namespaces) = kernel_path() else {
         return;
-    }
+    };
     let loopback = run(&seed_with_twelve(Backend::Loopback));
     let kernel = run(&seed_with_twelve(Backend::Netns(WanPath::default())));
     assert_eq!(shape(&loopback), shape(&kernel), "{kernel:#?}");
@@ -114,9 +118,9 @@ fn netns_agrees_with_loopback_and_simulate() {
 /// where it cannot, and the report says which; loss brings retransmissions, delay latency.
 #[test]
 fn wan_path_is_exercised_for_real() {
-    if !kernel_path_available() {
+    let Some(_namespaces) = kernel_path() else {
         return;
-    }
+    };
     let path = WanPath {
         delay: Some(Duration::from_millis(20)),
         jitter: Some(Duration::from_millis(2)),
@@ -170,9 +174,9 @@ fn wan_path_is_exercised_for_real() {
 /// when it panics; a leftover of a crashed run is removed by name with a message.
 #[test]
 fn nothing_is_left_behind() {
-    if !kernel_path_available() {
+    let Some(_namespaces) = kernel_path() else {
         return;
-    }
+    };
     let hosts = TestHosts::create().unwrap();
     let names = (hosts.client_ns.clone(), hosts.server_ns.clone());
     assert!(netns::exists(&names.0) && netns::exists(&names.1));
@@ -206,9 +210,8 @@ fn nothing_is_left_behind() {
             .unwrap()
             .success()
     );
-    // Another test's run may clean it up first (each run does); either way it is gone, and
-    // the message a cleanup gives is checked in tests/netns_cleanup.rs.
     let removed = netns::remove_leftovers();
+    assert!(removed.iter().any(|m| m.contains(&stale)), "{removed:?}");
     assert!(!netns::exists(&stale), "{stale} survived: {removed:?}");
 }
 
@@ -235,9 +238,9 @@ fn missing_tools_are_named() {
 /// is called blocked for a timeout nobody waited out, and nothing is left behind.
 #[test]
 fn an_early_interrupt_ends_within_two_seconds() {
-    if !kernel_path_available() {
+    let Some(_namespaces) = kernel_path() else {
         return;
-    }
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_udprange"))
         .args([
             "blast",
