@@ -23,7 +23,7 @@ use super::pacing::Pacer;
 use crate::firewall::model::OutboundFilter;
 use crate::model::Port;
 use crate::wire::control::{self, CONTROL_LEN, ControlRepr, RefusedReason};
-use crate::wire::fasp::{self, MAX_DATAGRAM, Message, ReceiverStats, Repr, flags};
+use crate::wire::fasp::{self, Message, ReceiverStats, Repr, flags};
 
 /// The clients' address: another loopback address than the server's, so that a client's
 /// ephemeral UDP port never takes a port the server is about to hand out (on one machine
@@ -308,7 +308,9 @@ impl Sender {
         };
         let start = progress.start;
         let mut pacer = Pacer::new(self.params.rate_bps, self.params.datagram);
-        let mut incoming = vec![0u8; MAX_DATAGRAM];
+        // The largest reply a server sends is a full NACK; anything longer is not one of its
+        // replies, arrives truncated and is rejected.
+        let mut incoming = vec![0u8; fasp::MAX_REPLY];
         let handshake_deadline = start + self.params.handshake_timeout;
         let sending_until = start + self.params.duration;
         let budget = self.params.max_datagrams;

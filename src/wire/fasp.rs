@@ -44,6 +44,8 @@ pub const MAX_NACK_RANGES: usize = 100;
 pub const MAX_DATAGRAM: usize = 65_507;
 
 const NACK_RANGE_LEN: usize = 12;
+/// The longest datagram a receiver sends: a NACK with every range it may carry.
+pub const MAX_REPLY: usize = HEADER_LEN + MAX_NACK_RANGES * NACK_RANGE_LEN;
 const ACK_LEN: usize = 32;
 const DONE_LEN: usize = 16;
 
