@@ -678,21 +678,30 @@ async fn run_loopback(
     ))
 }
 
-/// Every session holds a few descriptors (control connection, UDP sockets, the server's
-/// side): the soft limit goes up to the hard one, as a server would be configured, so that
-/// a large run is not cut short by a shell's default of 1024.
-fn raise_descriptor_limit() {
+/// The process's descriptor limits (soft, hard), if the system says.
+pub(crate) fn descriptor_limits() -> Option<(u64, u64)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
+    // SAFETY: getrlimit only writes the struct we pass.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    known.then_some((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Every session holds a few descriptors (control connection, UDP sockets, the server's
+/// side): the soft limit goes up to the hard one, as a server would be configured, so that
+/// a large run is not cut short by a shell's default of 1024.
+fn raise_descriptor_limit() {
+    if let Some((soft, hard)) = descriptor_limits()
+        && soft < hard
+    {
+        let raised = libc::rlimit {
+            rlim_cur: hard,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
     }
 }
 

@@ -46,17 +46,9 @@ pub const STRANGERS: usize = 256;
 /// Connections that may wait for their HELLO here: [`MAX_PENDING`], or a quarter of the
 /// process's descriptor limit when that is lower (each session needs descriptors of its own).
 pub fn pending_limit() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we pass.
-    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    let quarter = if known {
-        usize::try_from(limit.rlim_cur / 4).unwrap_or(usize::MAX)
-    } else {
-        MAX_PENDING
-    };
+    let quarter = super::descriptor_limits().map_or(MAX_PENDING, |(soft, _)| {
+        usize::try_from(soft / 4).unwrap_or(usize::MAX)
+    });
     quarter.clamp(16, MAX_PENDING)
 }
 

@@ -181,37 +181,11 @@ fn bad_input_is_exit_2_and_writes_nothing() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Sends SIGINT to a running `udprange` after `after` and returns its output and how long
-/// it took to end after the signal.
-fn interrupted(args: &[&str], after: Duration) -> (std::process::Output, Duration) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_udprange"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    std::thread::sleep(after);
-    let started = std::time::Instant::now();
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            let elapsed = started.elapsed();
-            return (child.wait_with_output().unwrap(), elapsed);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "udprange did not stop within 10 s of Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Ctrl-C stops the senders, drains and still prints the report of what happened: every
 /// session had proven its port, so the verdict stands, and the exit code says interrupted.
 #[test]
 fn interrupt_drains_and_reports() {
-    let (output, took) = interrupted(
+    let (output, took) = crate::common::interrupted(
         &[
             "blast",
             "--duration",
@@ -241,7 +215,7 @@ fn interrupt_drains_and_reports() {
 /// blocks: nobody waits out the timeout, and nobody is called blocked for it.
 #[test]
 fn an_early_interrupt_is_not_a_blocked_range() {
-    let (output, took) = interrupted(
+    let (output, took) = crate::common::interrupted(
         &[
             "blast",
             "--clients",

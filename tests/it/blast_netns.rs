@@ -241,8 +241,8 @@ fn an_early_interrupt_ends_within_two_seconds() {
     let Some(_namespaces) = kernel_path() else {
         return;
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_udprange"))
-        .args([
+    let (output, took) = crate::common::interrupted(
+        &[
             "blast",
             "--backend",
             "netns",
@@ -254,24 +254,9 @@ fn an_early_interrupt_ends_within_two_seconds() {
             "60s",
             "--format",
             "json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    std::thread::sleep(Duration::from_millis(30));
-    let signalled = std::time::Instant::now();
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            signalled.elapsed() < Duration::from_secs(10),
-            "blast did not stop within 10 s of SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = signalled.elapsed();
-    let output = child.wait_with_output().unwrap();
+        ],
+        Duration::from_millis(30),
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(took < Duration::from_secs(2), "took {took:?} after SIGINT");

@@ -1,8 +1,9 @@
 //! Helpers shared by the test files (each uses some of them).
 #![allow(dead_code)]
 
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use udprange::blast::{self, BlastConfig, BlastReport};
 
@@ -84,4 +85,30 @@ pub fn namespaces() -> MutexGuard<'static, ()> {
     NAMESPACES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sends SIGINT to a running `udprange` after `after` and returns its output and how long
+/// it took to end after the signal.
+pub fn interrupted(args: &[&str], after: Duration) -> (Output, Duration) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    std::thread::sleep(after);
+    let started = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let elapsed = started.elapsed();
+            return (child.wait_with_output().unwrap(), elapsed);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "udprange did not stop within 10 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
