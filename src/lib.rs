@@ -9,6 +9,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`model`] | [`model::ServerOs`] and its [`model::SharingRule`], [`model::PortRange`], the first-fit [`model::PortAllocator`] |
+//! | [`workload`] | who transfers when (arrivals, holding, accounts, groups, retries): clock-free, driven by [`sim`] and [`blast`] |
 //! | [`plan`] | deterministic sizing ([`plan::size`]), capacity planning ([`plan::plan_capacity`]) and the loss formulas ([`plan::erlang`]) |
 //! | [`firewall`] | the openings a transfer needs ([`firewall::Requirements`]) and rules in four syntaxes ([`firewall::rules`]) |
 //! | [`units`] | durations, rates and probabilities as users write them |
@@ -38,3 +39,4 @@ pub mod sim;
 pub mod stats;
 pub mod units;
 pub mod wire;
+pub mod workload;

@@ -13,13 +13,70 @@
 use std::collections::BTreeSet;
 
 use super::queue::EventQueue;
-use super::sample::{GroupIndex, GroupPicker, OpenArrivals, Sampler, SimRng};
 use super::series::OccupancySeries;
-use super::time::SimTime;
 use crate::model::{
     AllocatorConfig, Closed, FirstFitSet, Port, PortAllocator, PortKey, PortRange, SharingRule,
 };
-use crate::scenario::{Arrivals, Scenario, Stop};
+use crate::scenario::Scenario;
+use crate::workload::{Arrival, GroupIndex, Load, SimRng, SimTime, Workload};
+
+/// What the model decided for one attempt of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The server handed out `port` and the client's range passes it.
+    Passed { port: Port },
+    /// The server handed out `port`, outside the client's range: the session holds it for
+    /// the handshake timeout and fails (error 15).
+    Blocked { port: Port },
+    /// No free port up to the server's cap.
+    Refused,
+}
+
+impl Decision {
+    pub fn port(self) -> Option<Port> {
+        match self {
+            Self::Passed { port } | Self::Blocked { port } => Some(port),
+            Self::Refused => None,
+        }
+    }
+}
+
+/// One attempt of one session, as the engine makes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attempt {
+    /// The session, numbered in the order sessions are created (from 0).
+    pub session: u64,
+    /// Its transfer, numbered in start order (from 0).
+    pub transfer: u64,
+    /// 1 for the first attempt, 2 for the first retry…
+    pub attempt: u32,
+    pub account: u64,
+    pub group: GroupIndex,
+    pub at: SimTime,
+    /// How long it holds its port when it passes.
+    pub holding: SimTime,
+    pub decision: Decision,
+    /// Started after the warm-up.
+    pub counted: bool,
+}
+
+/// Watches (and paces) a run. The simulator's is `()`: it does nothing and costs nothing.
+/// `blast` runs real sessions from it, on the wall clock.
+pub trait Observer {
+    /// The next event is at `at`; `false` ends the run there (interrupted).
+    fn advance(&mut self, _at: SimTime) -> bool {
+        true
+    }
+    /// An attempt was made (the decision is the model's).
+    fn attempt(&mut self, _attempt: &Attempt) {}
+    /// The attempt of `session` that held a port ended at `at` (passed: its holding time
+    /// is over; blocked: its handshake timeout is).
+    fn ended(&mut self, _session: u64, _at: SimTime) {}
+    /// A lingering port was freed.
+    fn expired(&mut self, _port: Port, _at: SimTime) {}
+}
+
+impl Observer for () {}
 
 /// How the server's ports are handed out: the general allocator, or — for the per-session
 /// rule, where every key is new — the first-fit index alone (no key map).
@@ -246,6 +303,9 @@ struct Linger {
 
 #[derive(Debug, Clone, Copy)]
 struct Session {
+    /// The session's number ([`Attempt::session`]).
+    id: u64,
+    account: u64,
     key: PortKey,
     port: Port,
     passed: bool,
@@ -261,6 +321,7 @@ struct Session {
 /// A transfer: `sessions_per_transfer` sessions opened at once by one client.
 #[derive(Debug, Clone, Copy)]
 struct Transfer {
+    id: u64,
     /// Sessions not yet over.
     remaining: u32,
     /// Some session of it finally failed.
@@ -272,8 +333,11 @@ struct Transfer {
     wait: SimTime,
 }
 
-struct Engine<'a, P> {
+struct Engine<'a, 'o, P, O> {
     scenario: &'a Scenario,
+    workload: Workload<'a>,
+    observer: &'o mut O,
+    next_transfer: u64,
     spec: RunSpec,
     ports: P,
     queue: EventQueue<Event>,
@@ -291,54 +355,67 @@ struct Engine<'a, P> {
     /// Integer accumulators (exact, and cheaper than floating point on every event).
     port_nanos: u128,
     slot_busy_nanos: Vec<u64>,
-    think: Option<Sampler>,
-    holding: Sampler,
-    groups: GroupPicker,
     handshake: SimTime,
     rng: SimRng,
     /// Copied out of the scenario: read on every event.
     rule: SharingRule,
     base: Port,
-    stop: Stop,
 }
 
 /// Runs one replication on the given random stream (derive it with `replication_rng`).
 pub fn run(scenario: &Scenario, spec: RunSpec, rng: SimRng) -> RunRecord {
+    run_observed(scenario, Load::Scenario, spec, rng, &mut ())
+}
+
+/// Runs one replication of `load`, telling `observer` every attempt and end as it happens.
+pub fn run_observed<O: Observer>(
+    scenario: &Scenario,
+    load: Load,
+    spec: RunSpec,
+    rng: SimRng,
+    observer: &mut O,
+) -> RunRecord {
     let server = &scenario.server;
     let linger = server.linger.is_some();
+    let workload = Workload::new(scenario, load);
     if scenario.rule() == SharingRule::PerSession {
         let ports = SessionPorts::new(server.base_port, server.max_port, &server.occupied, linger);
-        Engine::new(scenario, spec, ports, rng).run()
+        Engine::new(scenario, workload, spec, ports, rng, observer).run()
     } else {
         let config = AllocatorConfig::new(scenario.rule(), server.base_port)
             .with_max_port(server.max_port)
             .with_occupied(server.occupied.iter().copied())
             .with_linger(linger);
         let ports = PortAllocator::new(config).expect("validated scenario has a valid server");
-        Engine::new(scenario, spec, ports, rng).run()
+        Engine::new(scenario, workload, spec, ports, rng, observer).run()
     }
 }
 
-impl<'a, P: PortTable> Engine<'a, P> {
-    fn new(scenario: &'a Scenario, spec: RunSpec, ports: P, rng: SimRng) -> Self {
-        let think = match &scenario.workload.arrivals {
-            Arrivals::Closed { think, .. } => think.as_ref().map(Sampler::new),
-            _ => None,
-        };
+impl<'a, 'o, P: PortTable, O: Observer> Engine<'a, 'o, P, O> {
+    fn new(
+        scenario: &'a Scenario,
+        workload: Workload<'a>,
+        spec: RunSpec,
+        ports: P,
+        rng: SimRng,
+        observer: &'o mut O,
+    ) -> Self {
         Self {
             scenario,
+            sessions_per_transfer: workload.sessions_per_transfer(),
+            warmup: workload.warmup(),
+            handshake: workload.handshake(),
+            workload,
+            observer,
+            next_transfer: 0,
             spec,
             ports,
             queue: EventQueue::default(),
             sessions: Slab::default(),
             lingering: Slab::default(),
             transfers: Slab::default(),
-            sessions_per_transfer: scenario.workload.sessions_per_transfer.max(1),
             next_id: 0,
             started: 0,
-            warmup: SimTime::from_secs_f64(
-                scenario.workload.warmup.map_or(0.0, |w| w.as_secs_f64()),
-            ),
             record: RunRecord {
                 counts: RunCounts {
                     groups: vec![Tally::default(); scenario.client.groups.len() + 1],
@@ -351,75 +428,51 @@ impl<'a, P: PortTable> Engine<'a, P> {
             taken_at: Vec::new(),
             port_nanos: 0,
             slot_busy_nanos: Vec::new(),
-            think,
-            holding: Sampler::new(&scenario.workload.holding),
-            groups: GroupPicker::new(&scenario.client.groups),
-            handshake: SimTime::from_secs_f64(scenario.workload.handshake_timeout.as_secs_f64()),
             rng,
             rule: scenario.rule(),
             base: scenario.server.base_port,
-            stop: scenario.workload.stop,
-        }
-    }
-
-    fn may_start(&self, at: SimTime) -> bool {
-        match self.stop {
-            Stop::Sessions(n) => self.started < n,
-            Stop::Horizon(h) => at.since(self.warmup).as_secs_f64() <= h.as_secs_f64(),
         }
     }
 
     fn run(mut self) -> RunRecord {
-        let mut open = OpenArrivals::new(self.scenario);
         // The pending arrival of an open workload: drawn one ahead, scheduled as an event.
-        let mut pending = None;
-        match (&mut open, &self.scenario.workload.arrivals) {
-            (Some(arrivals), _) => {
-                pending = arrivals.next(&mut self.rng);
-                if let Some(a) = pending {
-                    self.schedule_arrival(a.at);
-                }
-            }
-            (None, Arrivals::Closed { concurrent, .. }) => {
-                // Validation caps `concurrent` far below u32::MAX.
-                for source in 0..*concurrent as u32 {
-                    self.queue
-                        .schedule_in(SimTime::ZERO, Event::SourceStart { source });
-                }
-            }
-            (None, _) => {}
+        let mut pending = self.workload.next_arrival(&mut self.rng);
+        if let Some(a) = pending {
+            self.schedule_arrival(a.at);
         }
-        while let Some((now, event)) = self.queue.pop() {
+        for source in 0..self.workload.sources() {
+            self.queue
+                .schedule_in(SimTime::ZERO, Event::SourceStart { source });
+        }
+        while let Some(at) = self.queue.next_at() {
+            if !self.observer.advance(at) {
+                break;
+            }
+            let Some((now, event)) = self.queue.pop() else {
+                break;
+            };
             self.account_time(now);
             match event {
                 Event::Arrival => {
                     let Some(arrival) = pending.take() else {
                         continue;
                     };
-                    if !self.may_start(now) {
+                    if !self.workload.may_start(self.started, now) {
                         continue;
                     }
-                    self.start_transfer(arrival.account, arrival.group, arrival.holding, None);
-                    if let Some(arrivals) = &mut open {
-                        pending = arrivals.next(&mut self.rng);
-                        if let Some(next) = pending {
-                            // A trace may repeat a start time; never schedule into the past.
-                            self.schedule_arrival(next.at.since(now));
-                        }
+                    self.start_transfer(arrival, None);
+                    pending = self.workload.next_arrival(&mut self.rng);
+                    if let Some(next) = pending {
+                        // A trace may repeat a start time; never schedule into the past.
+                        self.schedule_arrival(next.at.since(now));
                     }
                 }
                 Event::SourceStart { source } => {
-                    if !self.may_start(now) {
+                    if !self.workload.may_start(self.started, now) {
                         continue;
                     }
-                    let Arrivals::Closed { concurrent, .. } = self.scenario.workload.arrivals
-                    else {
-                        continue;
-                    };
-                    let holding = self.holding.sample(&mut self.rng);
-                    let account = u64::from(source) % self.scenario.workload.accounts.max(1);
-                    let group = self.groups.for_source(u64::from(source), concurrent);
-                    self.start_transfer(account, group, holding, Some(source));
+                    let arrival = self.workload.source_transfer(source, &mut self.rng);
+                    self.start_transfer(arrival, Some(source));
                 }
                 Event::End { session } => self.end(session),
                 Event::Retry { session } => {
@@ -433,6 +486,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
                     self.lingering.free(linger);
                     if let Some(port) = self.ports.expire(key, port, ticket) {
                         self.port_freed(port, now);
+                        self.observer.expired(port, now);
                     }
                 }
             }
@@ -470,25 +524,27 @@ impl<'a, P: PortTable> Engine<'a, P> {
     }
 
     /// Opens a transfer's sessions, one after another at this instant.
-    fn start_transfer(
-        &mut self,
-        account: u64,
-        group: GroupIndex,
-        holding: SimTime,
-        source: Option<u32>,
-    ) {
+    fn start_transfer(&mut self, arrival: Arrival, source: Option<u32>) {
+        let Arrival {
+            account,
+            group,
+            holding,
+            ..
+        } = arrival;
         let counted = self.queue.now() >= self.warmup;
         if counted {
             self.started += 1;
             self.record.counts.transfers += 1;
         }
         let transfer = Transfer {
+            id: self.next_transfer,
             remaining: self.sessions_per_transfer,
             failed: false,
             source,
             counted,
             wait: SimTime::ZERO,
         };
+        self.next_transfer += 1;
         let transfer = self.transfers.insert(transfer);
         for _ in 0..self.sessions_per_transfer {
             let id = self.new_session(account, group, holding, transfer, counted);
@@ -515,6 +571,8 @@ impl<'a, P: PortTable> Engine<'a, P> {
             account,
         });
         let session = Session {
+            id,
+            account,
             key,
             port: 0,
             passed: false,
@@ -547,6 +605,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             if first && session.counted {
                 self.record.first_refused += 1;
             }
+            self.observe(id, Decision::Refused);
             self.failed(id, true);
             return;
         };
@@ -570,6 +629,14 @@ impl<'a, P: PortTable> Engine<'a, P> {
         let s = &mut self.sessions[id];
         s.port = port;
         s.passed = passed;
+        self.observe(
+            id,
+            if passed {
+                Decision::Passed { port }
+            } else {
+                Decision::Blocked { port }
+            },
+        );
         if passed {
             self.queue
                 .schedule_in(session.holding, Event::End { session: id });
@@ -582,9 +649,27 @@ impl<'a, P: PortTable> Engine<'a, P> {
         }
     }
 
+    /// Tells the observer about the attempt just made.
+    fn observe(&mut self, id: u32, decision: Decision) {
+        let session = self.sessions[id];
+        let attempt = Attempt {
+            session: session.id,
+            transfer: self.transfers[session.transfer].id,
+            attempt: session.attempt,
+            account: session.account,
+            group: session.group,
+            at: self.queue.now(),
+            holding: session.holding,
+            decision,
+            counted: session.counted,
+        };
+        self.observer.attempt(&attempt);
+    }
+
     fn end(&mut self, id: u32) {
         let now = self.queue.now();
         let session = self.sessions[id];
+        self.observer.ended(session.id, now);
         match self.ports.release(session.key, session.port) {
             Closed::Freed { port } => self.port_freed(port, now),
             Closed::Lingering { port, ticket } => {
@@ -623,13 +708,8 @@ impl<'a, P: PortTable> Engine<'a, P> {
     /// An attempt failed: retry after the backoff, or give up.
     fn failed(&mut self, id: u32, refused: bool) {
         let session = self.sessions[id];
-        if let Some(retry) = self.scenario.workload.retry
-            && session.attempt < retry.attempts
-        {
-            let exponent = i32::try_from(session.attempt - 1).unwrap_or(i32::MAX);
-            let wait = retry.backoff.as_secs_f64() * retry.multiplier.powi(exponent);
-            self.queue
-                .schedule_in(SimTime::from_secs_f64(wait), Event::Retry { session: id });
+        if let Some(wait) = self.workload.retry_after(session.attempt) {
+            self.queue.schedule_in(wait, Event::Retry { session: id });
             return;
         }
         if session.counted {
@@ -670,9 +750,7 @@ impl<'a, P: PortTable> Engine<'a, P> {
             self.record.counts.transfers_failed += 1;
         }
         if let Some(source) = source {
-            let think = self
-                .think
-                .map_or(SimTime::ZERO, |t| t.sample(&mut self.rng));
+            let think = self.workload.think(&mut self.rng);
             self.queue
                 .schedule_in(wait.after(think), Event::SourceStart { source });
         }

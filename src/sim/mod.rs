@@ -25,27 +25,26 @@ mod engine;
 pub mod fingerprint;
 pub mod part;
 mod queue;
-mod sample;
 mod series;
 mod summary;
-mod time;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use engine::{RunCounts, RunRecord, RunSpec, Tally, run};
+pub use crate::workload::{SimRng, SimTime, replication_rng};
+pub use engine::{
+    Attempt, Decision, Observer, RunCounts, RunRecord, RunSpec, Tally, run, run_observed,
+};
 pub use fingerprint::{Fingerprint, fingerprint};
 pub use part::{MergeError, PART_FORMAT, Part, PartError, merge};
 pub use queue::{EventQueue, InThePast};
-pub use sample::{SimRng, replication_rng};
 pub use series::OccupancySeries;
 pub use summary::{
     BlockingPoint, Configured, Context, Counts, GroupResult, PeakPort, PortUse, Recommended,
     Summary, summarize,
 };
-pub use time::SimTime;
 
 use crate::model::{Port, PortRange, SharingRule};
 use crate::scenario::Scenario;

@@ -14,12 +14,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::{self, Fingerprint};
-use super::time::SimTime;
 use super::{Context, ReplicationResult, RunCounts, Shard, Tally};
 use crate::limits::{
     MAX_REPLICATIONS, MAX_RETRY_ATTEMPTS, MAX_SESSIONS, MAX_SESSIONS_PER_TRANSFER,
 };
 use crate::model::Port;
+use crate::workload::SimTime;
 
 /// The format tag; a file with another tag is refused.
 pub const PART_FORMAT: &str = "udprange-part/2";

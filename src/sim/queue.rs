@@ -10,7 +10,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use super::time::SimTime;
+use crate::workload::SimTime;
 
 struct Entry<E> {
     at: SimTime,
@@ -116,6 +116,15 @@ impl<E> EventQueue<E> {
         });
         self.next_seq += 1;
         Ok(())
+    }
+
+    /// When the earliest event is due, without taking it.
+    pub fn next_at(&self) -> Option<SimTime> {
+        let top = self.heap.peek().map(|Reverse(top)| top.at);
+        match (self.aside.as_ref().map(|a| a.at), top) {
+            (Some(a), Some(t)) => Some(a.min(t)),
+            (a, t) => a.or(t),
+        }
     }
 
     /// Takes the earliest event and advances the clock to it.

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::time::SimTime;
+use crate::workload::SimTime;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OccupancySeries {
