@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use udprange::blast::{self, Backend, BlastConfig};
 use udprange::model::{PortRange, ServerOs};
+use udprange::scenario::ServerConfig;
 use udprange::wire::fasp::{self, Message, Repr};
 
 const DATAGRAM: usize = 1472;
@@ -103,10 +104,15 @@ fn receiver(c: &mut Criterion) {
 
 /// One blast run: (received datagrams, elapsed, loss fraction, goodput bit/s).
 fn blast_once(runtime: &tokio::runtime::Runtime, backend: Backend) -> (u64, Duration, f64, f64) {
+    let seed = BlastConfig::seed_example();
     let config = BlastConfig {
         backend,
-        os: ServerOs::Windows,
-        base_port: 62001,
+        server: ServerConfig {
+            os: ServerOs::Windows,
+            base_port: 62001,
+            ..seed.server.clone()
+        },
+        replay: None,
         allowed: PortRange::new(62001, 62064).ok(),
         clients: 64,
         accounts: 64,
@@ -114,11 +120,11 @@ fn blast_once(runtime: &tokio::runtime::Runtime, backend: Backend) -> (u64, Dura
         datagram: DATAGRAM as u16,
         duration: RUN,
         handshake_timeout: Duration::from_secs(2),
-        ..BlastConfig::seed_example()
+        ..seed
     };
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let (report, _) = runtime
-        .block_on(blast::run(&config, stopped))
+        .block_on(blast::run_simple(&config, stopped))
         .expect("blast runs");
     let sent: u64 = report.sessions.iter().map(|s| s.sent).sum();
     let received = report.received_datagrams;

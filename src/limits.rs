@@ -16,6 +16,12 @@ use std::time::Duration;
 /// Most clients one blast run starts, and most accounts they belong to: 4096
 /// (`--clients`, `--accounts`, `traffic.clients`).
 pub const MAX_CLIENTS: u32 = 4096;
+/// Most sessions `blast` replays from a scenario's workload (`--sessions`).
+pub const MAX_REPLAY_SESSIONS: u64 = 100_000;
+/// Most `--interval` reports one run keeps.
+pub const MAX_INTERVALS: usize = 100_000;
+/// Most model seconds per wall second (`--time-scale`).
+pub const MAX_TIME_SCALE: f64 = 1e6;
 /// Longest sending time of one blast run: 600 s (`--duration`, `traffic.duration`).
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// Longest handshake timeout: 600 s (`--handshake-timeout`, `workload.handshake_timeout`).

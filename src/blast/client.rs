@@ -7,6 +7,10 @@
 //! it blocked, the client asks the server over the control connection whether anything
 //! arrived (QUERY): a busy machine that acknowledged late is not a firewall that dropped.
 //! Only replies from the session's own server, with its session id and token, count.
+//!
+//! A session ends with BYE over the control connection; the server releases the port and
+//! answers FINAL with the receiver's counters and latency. The client's report is built from
+//! what crossed the wire and nothing else, so a server on another host reports the same way.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,14 +19,14 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::capture::Capture;
 use super::delay::DelayLine;
 use super::pacing::Pacer;
 use crate::firewall::model::OutboundFilter;
 use crate::model::Port;
-use crate::wire::control::{self, CONTROL_LEN, ControlRepr, RefusedReason};
+use crate::wire::control::{self, CONTROL_LEN, ControlRepr, LatencyUs, RefusedReason};
 use crate::wire::fasp::{self, Message, ReceiverStats, Repr, flags};
 
 /// The clients' address: another loopback address than the server's, so that a client's
@@ -45,7 +49,7 @@ pub struct ClientParams {
     pub key: u64,
     pub rate_bps: u64,
     pub datagram: u16,
-    /// How long to send data.
+    /// How long to send data once the server granted the port.
     pub duration: Duration,
     pub handshake_timeout: Duration,
     /// Most datagrams (new and retransmitted) this session may send.
@@ -76,6 +80,28 @@ pub enum ClientOutcome {
     Interrupted,
 }
 
+/// Live totals of every client of a run, for a status line and interval reports.
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// Datagrams sent, new and retransmitted.
+    pub sent: std::sync::atomic::AtomicU64,
+    /// Distinct datagrams the receivers acknowledged.
+    pub delivered: std::sync::atomic::AtomicU64,
+    /// Payload bytes the receivers acknowledged.
+    pub delivered_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// The server's FINAL answer: what its receiver counted for the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalStats {
+    pub received: u64,
+    pub duplicates: u64,
+    pub latency: Option<LatencyUs>,
+}
+
+/// What the client learned from the handshake: the port, or why there is none.
+pub type GrantResult = Result<Port, ClientOutcome>;
+
 /// What the client measured.
 #[derive(Debug, Clone)]
 pub struct ClientReport {
@@ -96,15 +122,24 @@ pub struct ClientReport {
     pub handshake: Option<Duration>,
     /// The receiver's final counters, if they arrived.
     pub final_stats: Option<ReceiverStats>,
+    /// The server's FINAL frame: the port is released and these are its counts.
+    pub final_frame: Option<FinalStats>,
+    /// From the grant to the last datagram sent.
+    pub sending: Duration,
 }
 
 impl ClientReport {
     /// A session that has not started, ended with `outcome`.
     pub fn unstarted(params: &ClientParams, outcome: ClientOutcome) -> Self {
+        Self::never_started(params.index, params.account, outcome)
+    }
+
+    /// Session number `index` of `account`, which never started, ended with `outcome`.
+    pub fn never_started(index: u32, account: u32, outcome: ClientOutcome) -> Self {
         Self {
-            index: params.index,
+            index,
             session: None,
-            account: params.account,
+            account,
             port: None,
             outcome,
             sent: 0,
@@ -113,8 +148,22 @@ impl ClientReport {
             rejected: 0,
             handshake: None,
             final_stats: None,
+            final_frame: None,
+            sending: Duration::ZERO,
         }
     }
+}
+
+/// What a client shares with whoever runs it: a live meter, where to say what the
+/// handshake gave (as soon as it is known), and when it may release its port.
+#[derive(Default)]
+pub struct Hooks {
+    pub meter: Option<Arc<Meter>>,
+    pub granted: Option<oneshot::Sender<GrantResult>>,
+    /// When set, the session keeps its port (and its control connection) after sending until
+    /// this fires (or is dropped, or the run is interrupted): a driver that keeps the
+    /// model's order releases ports in that order, whichever client finished first.
+    pub release: Option<oneshot::Receiver<()>>,
 }
 
 /// Resolves when `stop` turns true; never, if nobody can turn it.
@@ -128,29 +177,35 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
 pub async fn run(
     params: ClientParams,
     filter: Arc<OutboundFilter>,
-    epoch: Instant,
     mut stop: watch::Receiver<bool>,
     capture: Option<Arc<Capture>>,
+    mut hooks: Hooks,
 ) -> ClientReport {
     let mut report = ClientReport::unstarted(&params, ClientOutcome::Ok);
     let control = tokio::select! {
         answer = tokio::time::timeout(params.handshake_timeout, handshake(&params)) => answer,
-        () = stopped(&mut stop) => {
-            report.outcome = ClientOutcome::Interrupted;
-            return report;
-        }
+        () = stopped(&mut stop) => Ok(Err(ClientOutcome::Interrupted)),
     };
     let (stream, grant) = match control {
         Err(_) => {
             report.outcome = ClientOutcome::ControlFailed("control handshake timed out".into());
+            if let Some(granted) = hooks.granted.take() {
+                let _ = granted.send(Err(report.outcome.clone()));
+            }
             return report;
         }
         Ok(Err(e)) => {
             report.outcome = e;
+            if let Some(granted) = hooks.granted.take() {
+                let _ = granted.send(Err(report.outcome.clone()));
+            }
             return report;
         }
         Ok(Ok(answer)) => answer,
     };
+    if let Some(granted) = hooks.granted.take() {
+        let _ = granted.send(Ok(grant.port));
+    }
     report.port = Some(grant.port);
     report.session = Some(grant.session);
     let socket = match UdpSocket::bind((params.address, 0)).await {
@@ -172,7 +227,8 @@ pub async fn run(
         local: None,
         filter,
         capture,
-        epoch,
+        meter: hooks.meter,
+        acknowledged: std::sync::atomic::AtomicU64::new(0),
         buffer: vec![0u8; usize::from(params.datagram)],
         control: stream,
         params,
@@ -182,7 +238,13 @@ pub async fn run(
     if let Some(line) = &sender.delay {
         report.filtered += line.filtered.load(std::sync::atomic::Ordering::Relaxed);
     }
-    // Closing the control connection (dropping the sender) ends the session at the server.
+    if let Some(release) = hooks.release.take() {
+        tokio::select! {
+            _ = release => {}
+            () = stopped(&mut stop) => {}
+        }
+    }
+    sender.bye(&mut report, &stop).await;
     report
 }
 
@@ -242,7 +304,9 @@ struct Sender {
     local: Option<SocketAddr>,
     filter: Arc<OutboundFilter>,
     capture: Option<Arc<Capture>>,
-    epoch: Instant,
+    meter: Option<Arc<Meter>>,
+    /// Distinct datagrams the receiver has acknowledged so far.
+    acknowledged: std::sync::atomic::AtomicU64,
     buffer: Vec<u8>,
     /// The session's control connection: open for the session's life.
     control: TcpStream,
@@ -270,6 +334,11 @@ impl Sender {
         if let (Some(capture), Some(local)) = (&self.capture, self.local) {
             capture.record(local, self.server, &self.buffer[..len]);
         }
+        if let Some(meter) = &self.meter {
+            meter
+                .sent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(line) = &mut self.delay {
             return line.send(&self.buffer[..len], self.server);
         }
@@ -289,7 +358,7 @@ impl Sender {
             session: self.grant.session,
             token: self.grant.token,
             sequence,
-            send_ns: u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            send_ns: u64::try_from(crate::wire::clock_now().as_nanos()).unwrap_or(u64::MAX),
             message,
         }
     }
@@ -366,6 +435,7 @@ impl Sender {
                 }
             }
         }
+        report.sending = start.elapsed();
         if !progress.acked {
             if interrupted {
                 report.outcome = ClientOutcome::Interrupted;
@@ -386,6 +456,47 @@ impl Sender {
         }
         self.finish(report, &mut progress, &mut incoming, stop)
             .await;
+    }
+
+    /// Ends the session at the server: BYE, then its FINAL (the port is released by then).
+    /// Bounded by [`QUERY_TIMEOUT`], or [`INTERRUPTED_DRAIN`] once the run is interrupted.
+    async fn bye(&mut self, report: &mut ClientReport, stop: &watch::Receiver<bool>) {
+        let session = self.grant.session;
+        let wait = if *stop.borrow() {
+            INTERRUPTED_DRAIN
+        } else {
+            QUERY_TIMEOUT
+        };
+        let control = &mut self.control;
+        let exchange = async {
+            control
+                .write_all(&ControlRepr::Bye { session }.to_bytes())
+                .await?;
+            let mut frame = [0u8; CONTROL_LEN];
+            loop {
+                control.read_exact(&mut frame).await?;
+                // A STATUS answering an earlier QUERY may still be on its way.
+                match control::parse(&frame) {
+                    Ok(ControlRepr::Final {
+                        session: s,
+                        received,
+                        duplicates,
+                        latency,
+                    }) if s == session => {
+                        return Ok::<_, std::io::Error>(Some(FinalStats {
+                            received,
+                            duplicates,
+                            latency,
+                        }));
+                    }
+                    Ok(ControlRepr::Status { .. }) => {}
+                    _ => return Ok(None),
+                }
+            }
+        };
+        if let Ok(Ok(Some(stats))) = tokio::time::timeout(wait, exchange).await {
+            report.final_frame = Some(stats);
+        }
     }
 
     /// Reads replies until the path is acknowledged or `deadline` passes.
@@ -466,6 +577,23 @@ impl Sender {
         };
         match repr.message {
             Message::Ack { flags: f, stats } => {
+                let before = self
+                    .acknowledged
+                    .fetch_max(stats.received, std::sync::atomic::Ordering::Relaxed);
+                if let Some(meter) = &self.meter
+                    && stats.received > before
+                {
+                    let (new, payload) = (
+                        stats.received - before,
+                        u64::from(self.params.datagram) - fasp::HEADER_LEN as u64,
+                    );
+                    meter
+                        .delivered
+                        .fetch_add(new, std::sync::atomic::Ordering::Relaxed);
+                    meter
+                        .delivered_bytes
+                        .fetch_add(new * payload, std::sync::atomic::Ordering::Relaxed);
+                }
                 if f & flags::HANDSHAKE != 0 && !progress.acked {
                     progress.acked = true;
                     report.handshake = Some(progress.start.elapsed());

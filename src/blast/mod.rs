@@ -13,9 +13,9 @@ pub mod delay;
 pub mod netns;
 pub mod pacing;
 pub mod receiver;
+pub mod replay;
 pub mod server;
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,43 +26,56 @@ use tokio::sync::watch;
 use crate::firewall::model::OutboundFilter;
 use crate::firewall::rules::{self, RuleSet, Syntax};
 use crate::firewall::{Peer, Requirements, Side};
-use crate::model::{
-    AllocatorConfig, Port, PortAllocator, PortRange, ServerOs, SessionRef, SharingRule,
-};
-use crate::scenario::Scenario;
+use crate::model::{AllocatorConfig, Port, PortRange, SharingRule};
 pub use crate::scenario::Start;
+use crate::scenario::{Scenario, ServerConfig, Stop};
+use crate::sim::{Counts, Decision};
+use crate::wire::control::LatencyUs;
+use crate::workload::{Load, SimTime};
 use capture::Capture;
-use client::{ClientOutcome, ClientParams, ClientReport};
+use client::ClientOutcome;
 use netns::{Mechanisms, TestHosts, WanPath};
-use server::{Server, ServerOptions, ServerRecord, ServerSession};
+pub use replay::{Board, Schedule};
+use replay::{ClientSide, Driver, Row};
+use server::{Server, ServerOptions, ServerRecord};
+use std::sync::atomic::Ordering;
 
 pub use crate::limits::{MAX_CLIENTS, MAX_DATAGRAMS_PER_SESSION, MAX_DURATION};
 
 /// A blast run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlastConfig {
-    pub os: ServerOs,
-    pub udp_port_reuse: bool,
-    pub base_port: Port,
-    pub max_port: Port,
-    pub occupied: BTreeSet<Port>,
+    /// The transfer server: OS rule, base port, cap, occupied ports.
+    pub server: ServerConfig,
     /// The client firewall's outbound UDP range; `None` = everything passes.
     pub allowed: Option<PortRange>,
+    /// The scenario whose `[workload]` is replayed (its client groups included); `None`: a
+    /// burst of `clients` identical transfers, started as `start` says.
+    pub replay: Option<Box<Scenario>>,
     pub clients: u32,
     pub accounts: u32,
     /// Target rate per session in bit/s; 0 = as fast as the socket takes it.
     pub rate_bps: u64,
     /// Datagram size in bytes (header included).
     pub datagram: u16,
+    /// How long each transfer of a burst sends.
     pub duration: Duration,
     pub start: Start,
     /// TCP control ("SSH") port on 127.0.0.1; 0 picks a free one.
     pub control_port: Port,
+    /// In model time: compressed by the time scale like every other span of the load.
     pub handshake_timeout: Duration,
     pub max_datagrams: u64,
     /// Keep at most this many frames for `--pcap`; 0 = no capture.
     pub pcap_limit: u64,
     pub backend: Backend,
+    /// Model seconds per wall second; `None`: 1 for a burst, and for a replay the fastest
+    /// that fits [`REPLAY_BUDGET`] within the resolution.
+    pub time_scale: Option<f64>,
+    /// At most this many sessions of a replay (whole transfers).
+    pub sessions: Option<u64>,
+    /// Interval reports every so often.
+    pub interval: Option<Duration>,
 }
 
 /// Where the packets flow.
@@ -75,16 +88,21 @@ pub enum Backend {
     Netns(WanPath),
 }
 
+/// The wall time a replay aims for when no time scale is given.
+pub const REPLAY_BUDGET: Duration = Duration::from_secs(20);
+/// Sessions a replay runs at most when `--sessions` is not given.
+pub const DEFAULT_REPLAY_SESSIONS: u64 = 1000;
+
 impl BlastConfig {
     pub fn rule(&self) -> SharingRule {
-        SharingRule::for_os(self.os, self.udp_port_reuse)
+        self.server.rule()
     }
 
-    /// The run a scenario describes: its server, its client range, its `[traffic]`.
-    /// Clients belong to the workload's accounts round-robin where accounts decide ports
-    /// (macOS, FreeBSD); elsewhere every client is its own account.
+    /// The run a scenario describes: its server, its client range, and its load — the
+    /// `[workload]` replayed, or a burst when `[traffic]` sets `start` or `clients`.
+    /// Burst clients belong to the workload's accounts round-robin where accounts decide
+    /// ports (macOS, FreeBSD); elsewhere every client is its own account.
     pub fn from_scenario(scenario: &Scenario) -> Self {
-        let server = &scenario.server;
         let traffic = &scenario.traffic;
         let accounts = match scenario.rule() {
             SharingRule::PerAccount => {
@@ -93,18 +111,15 @@ impl BlastConfig {
             _ => traffic.clients,
         };
         Self {
-            os: server.os,
-            udp_port_reuse: server.udp_port_reuse,
-            base_port: server.base_port,
-            max_port: server.max_port,
-            occupied: server.occupied.clone(),
+            server: scenario.server.clone(),
             allowed: scenario.client.allowed,
+            replay: traffic.start.is_none().then(|| Box::new(scenario.clone())),
             clients: traffic.clients,
             accounts,
             rate_bps: traffic.rate.bits_per_second() as u64,
             datagram: traffic.datagram,
             duration: wall_clock(traffic.duration, MAX_DURATION),
-            start: traffic.start,
+            start: traffic.start.unwrap_or(Start::Together),
             control_port: traffic.control_port,
             handshake_timeout: wall_clock(
                 scenario.workload.handshake_timeout,
@@ -113,37 +128,168 @@ impl BlastConfig {
             max_datagrams: MAX_DATAGRAMS_PER_SESSION,
             pcap_limit: 0,
             backend: Backend::Loopback,
+            time_scale: None,
+            sessions: None,
+            interval: None,
         }
     }
 
     /// The server's allocator for this run: its rule, base port, cap and occupied ports.
     pub fn allocator(&self) -> AllocatorConfig {
-        AllocatorConfig::new(self.rule(), self.base_port)
-            .with_max_port(self.max_port)
-            .with_occupied(self.occupied.iter().copied())
+        self.server.allocator()
     }
 
-    /// The smallest client range this run's load needs, as the model hands out ports: every
-    /// client's session open at once (they start together, or staggered within the first
-    /// half of a sending time each of them spans), on the server's allocator. `None` when the
-    /// server's cap cannot fit them: no client range helps then.
-    pub fn required_range(&self) -> Option<PortRange> {
-        let mut allocator = PortAllocator::new(self.allocator()).ok()?;
-        let accounts = self.accounts.max(1);
-        let mut highest = None;
-        for i in 0..self.clients.min(MAX_CLIENTS) {
-            let session = SessionRef {
-                session: u64::from(i),
-                account: u64::from(i % accounts),
-            };
-            highest = highest.max(Some(allocator.open(session).ok()?));
-        }
-        PortRange::new(self.base_port, highest?).ok()
-    }
-
-    /// The seed's example: windows, 10 clients, 33001-33010 allowed.
+    /// The seed's example: windows, 10 concurrent transfers, 33001-33010 allowed.
     pub fn seed_example() -> Self {
         Self::from_scenario(&Scenario::seed_example())
+    }
+
+    /// The shortest scaled handshake timeout this run can resolve: [`replay::RESOLUTION`]
+    /// plus two round trips of the WAN delay.
+    pub fn resolution(&self) -> Duration {
+        let wan = match self.backend {
+            Backend::Netns(path) => {
+                (path.delay.unwrap_or_default() + path.jitter.unwrap_or_default()) * 4
+            }
+            Backend::Loopback => Duration::ZERO,
+        };
+        replay::RESOLUTION + wan
+    }
+
+    /// What the engine runs, at which time scale; an error when the time scale asked for
+    /// is finer than the run can resolve, or the load is one blast cannot replay.
+    pub fn schedule(&self) -> Result<Schedule, BlastError> {
+        let base = self
+            .replay
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(Scenario::seed_example);
+        let mut scenario = base;
+        scenario.server = self.server.clone();
+        scenario.client.allowed = self.allowed;
+        scenario.workload.handshake_timeout =
+            crate::units::Duration::from_secs_f64(self.handshake_timeout.as_secs_f64());
+        let handshake = self.handshake_timeout.as_secs_f64();
+        let finest = handshake / self.resolution().as_secs_f64();
+        if let Some(scale) = self.time_scale
+            && scale > 1.0
+            && scale > finest
+        {
+            return Err(BlastError::TimeScale(format!(
+                "{scale} would make the handshake timeout ({handshake}s of the model) {:.0} ms \
+                 on the wall clock, shorter than the {} ms this run needs to prove a path \
+                 (control handshake, first datagram, its acknowledgement); at most {:.1} here",
+                handshake / scale * 1e3,
+                self.resolution().as_millis(),
+                finest.max(1.0)
+            )));
+        }
+        if self.replay.is_none() {
+            let clients = self.clients.min(MAX_CLIENTS);
+            scenario.client.groups.clear();
+            scenario.workload.accounts = u64::from(self.accounts.max(1));
+            let holding = SimTime::from_secs_f64(self.duration.as_secs_f64());
+            let load = match self.start {
+                Start::Together => Load::Together { clients, holding },
+                Start::Staggered => Load::Staggered {
+                    clients,
+                    holding,
+                    spacing: SimTime::from_nanos(
+                        (self.duration / 2).as_nanos() as u64 / u64::from(clients.max(1)),
+                    ),
+                },
+            };
+            return Ok(Schedule {
+                scenario,
+                load,
+                scale: self.time_scale.unwrap_or(1.0),
+                capped: None,
+            });
+        }
+        if scenario.server.linger.is_some() {
+            return Err(BlastError::TimeScale(
+                "server.linger: the emulator does not keep ports after a session yet; \
+                 `simulate` models it, `blast` cannot replay it"
+                    .into(),
+            ));
+        }
+        // Replication 0 from its first arrival: the warm-up is replayed and counted.
+        scenario.workload.warmup = None;
+        let per_transfer = u64::from(scenario.workload.sessions_per_transfer.max(1));
+        let cap = self
+            .sessions
+            .unwrap_or(DEFAULT_REPLAY_SESSIONS)
+            .min(crate::limits::MAX_REPLAY_SESSIONS);
+        let transfers = (cap / per_transfer).max(1);
+        let more = match scenario.workload.stop {
+            Stop::Sessions(n) => n > transfers,
+            Stop::Horizon(_) => true,
+        };
+        scenario.workload.stop = match scenario.workload.stop {
+            Stop::Sessions(n) => Stop::Sessions(n.min(transfers)),
+            horizon => horizon,
+        };
+        let mut schedule = Schedule {
+            scenario,
+            load: Load::Scenario,
+            scale: 1.0,
+            capped: None,
+        };
+        let (_, attempts) = schedule.predict();
+        // Transfer start times in start order; the sessions cap applies to a horizon too.
+        let mut starts: Vec<SimTime> = Vec::new();
+        for a in attempts.iter().filter(|a| a.attempt == 1) {
+            if starts.len() as u64 == a.transfer {
+                starts.push(a.at);
+            }
+        }
+        // A trace may hold fewer; the cap cut only when it was reached.
+        let capped_by_sessions = more && starts.len() as u64 >= transfers;
+        starts.truncate(transfers as usize);
+        let span = starts
+            .last()
+            .copied()
+            .unwrap_or(SimTime::ZERO)
+            .as_secs_f64();
+        let scale = match self.time_scale {
+            Some(scale) => scale,
+            None => (span / REPLAY_BUDGET.as_secs_f64()).clamp(1.0, finest.max(1.0)),
+        };
+        let within = scale * REPLAY_BUDGET.as_secs_f64();
+        let keep = if self.time_scale.is_none() {
+            starts
+                .iter()
+                .take_while(|t| t.as_secs_f64() <= within)
+                .count()
+        } else {
+            starts.len()
+        };
+        schedule.scenario.workload.stop = Stop::Sessions(keep.max(1) as u64);
+        schedule.scale = scale;
+        schedule.capped = if keep < starts.len() {
+            Some(format!(
+                "the first {keep} of {}{} transfers: what fits the {} s wall-time budget at \
+                 {}x, the finest time scale this run resolves; --time-scale and --sessions \
+                 change this",
+                starts.len(),
+                if capped_by_sessions { "+" } else { "" },
+                REPLAY_BUDGET.as_secs(),
+                (scale * 100.0).round() / 100.0
+            ))
+        } else if capped_by_sessions {
+            Some(format!(
+                "the first {} transfers ({}); --sessions changes this",
+                starts.len(),
+                if self.sessions.is_some() {
+                    "--sessions".to_string()
+                } else {
+                    format!("at most {DEFAULT_REPLAY_SESSIONS} sessions by default")
+                }
+            ))
+        } else {
+            None
+        };
+        Ok(schedule)
     }
 }
 
@@ -190,16 +336,51 @@ impl Outcome {
     }
 }
 
-/// One session in the report.
+/// What the model decided for a session, as the report spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Predicted {
+    pub outcome: Outcome,
+    pub port: Option<Port>,
+}
+
+impl From<Decision> for Predicted {
+    fn from(decision: Decision) -> Self {
+        let outcome = match decision {
+            Decision::Passed { .. } => Outcome::Ok,
+            Decision::Blocked { .. } => Outcome::Blocked,
+            Decision::Refused => Outcome::Refused,
+        };
+        Self {
+            outcome,
+            port: decision.port(),
+        }
+    }
+}
+
+/// One session (one attempt of it) in the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionResult {
-    /// The client's number in the run, from 1.
+    /// The attempt's number in the run, from 1, in start order.
     pub id: u32,
     /// The session id the server assigned, once it granted one.
     pub session: Option<u32>,
+    /// The transfer it belongs to, from 1 (a multi-session transfer has several sessions).
+    pub transfer: u64,
+    /// 1 for a first attempt, 2 for the first retry…
+    pub attempt: u32,
     pub account: u32,
+    /// The client group (`default`: the clients on the range under test).
+    pub group: String,
+    /// When the model starts it, and how long it holds its port when it passes (model
+    /// seconds; divide by the time scale for the wall clock).
+    pub start_s: f64,
+    pub holding_s: f64,
     pub port: Option<Port>,
     pub outcome: Outcome,
+    /// What the model says for it.
+    pub predicted: Predicted,
+    /// Outcome and port as predicted.
+    pub agree: bool,
     /// Why, in the client's words, when not ok.
     pub error: Option<String>,
     pub goodput_bps: f64,
@@ -214,6 +395,37 @@ pub struct SessionResult {
     pub rejected: u64,
     pub handshake_ms: Option<f64>,
     pub latency_us: Option<Latency>,
+}
+
+/// Sessions whose outcome and port were what the model predicted, and the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Agreement {
+    pub agree: u32,
+    pub disagree: u32,
+}
+
+/// A session the packets and the model disagree on, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Disagreement {
+    pub id: u32,
+    pub predicted: Predicted,
+    pub outcome: Outcome,
+    pub port: Option<Port>,
+    pub cause: String,
+}
+
+/// One interval report (`--interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    /// Wall seconds from the start of the run to the end of the interval.
+    pub t: f64,
+    /// Datagrams sent per second over the interval, all sessions.
+    pub datagrams_per_second: f64,
+    /// Payload acknowledged by the receivers, bit/s over the interval.
+    pub goodput_bps: f64,
+    pub active: u64,
+    pub ok: u64,
+    pub failed: u64,
 }
 
 /// What a run concluded about the range under test.
@@ -234,9 +446,11 @@ pub enum Status {
 pub struct Verdict {
     pub status: Status,
     pub sufficient: bool,
+    #[serde(serialize_with = "first_last")]
     pub allowed: Option<PortRange>,
-    /// The smallest range this run's load needs, as the model hands out ports
-    /// ([`BlastConfig::required_range`]); `None` when the server's cap cannot fit it.
+    /// The smallest range with which the model passes every session of this load, found as
+    /// `simulate` finds it (one run per candidate size on the same random stream); `None`
+    /// when the server's cap refuses sessions whatever the client allows.
     #[serde(serialize_with = "first_last")]
     pub required: Option<PortRange>,
     /// Sessions that did not end ok, whatever the reason.
@@ -262,19 +476,59 @@ pub struct Rejected {
     pub total: u64,
 }
 
-/// Everything a run measured.
+/// What a run is about to do; printed before the first packet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BlastReport {
+pub struct Header {
     pub backend: &'static str,
     pub os: &'static str,
     pub sharing: &'static str,
-    pub clients: u32,
-    pub accounts: u32,
+    /// The scenario whose workload is replayed, when one is.
+    pub scenario: Option<String>,
+    /// `workload` (the scenario's, replayed), `together` or `staggered`.
+    pub load: &'static str,
+    /// What the load is, in words.
+    pub load_description: String,
+    /// Transfers and sessions (attempts included) the model starts.
+    pub transfers: u64,
+    pub planned_sessions: u64,
+    /// Model seconds per wall second.
+    pub time_scale: f64,
+    /// Model seconds from the first arrival to the last session's end.
+    pub model_s: f64,
+    /// The same on the wall clock: how long the run should take.
+    pub expected_s: f64,
+    /// The shortest scaled handshake timeout the run can resolve.
+    pub resolution_ms: f64,
+    /// Sessions capped (`--sessions`, or the wall-time budget of a replay), in words.
+    pub capped: Option<String>,
     pub rate_bps: u64,
     pub datagram: u16,
-    pub duration_s: f64,
-    pub start: Start,
+    #[serde(serialize_with = "first_last")]
+    pub allowed: Option<PortRange>,
+    /// Client groups behind ranges of their own: name and range.
+    pub groups: Vec<GroupRange>,
+}
+
+/// A client group and its outbound range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupRange {
+    pub name: String,
+    #[serde(serialize_with = "first_last_one")]
+    pub allowed: PortRange,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlastReport {
+    #[serde(flatten)]
+    pub header: Header,
     pub sessions: Vec<SessionResult>,
+    /// What the packets showed, counted as `simulate` counts.
+    pub counts: Counts,
+    /// What the model predicted for the same sessions.
+    pub predicted_counts: Counts,
+    pub agreement: Agreement,
+    pub disagreements: Vec<Disagreement>,
     pub verdict: Verdict,
     /// Distinct data datagrams the server received, all sessions.
     pub received_datagrams: u64,
@@ -288,7 +542,9 @@ pub struct BlastReport {
     pub pcap_frames: u64,
     /// The kernel path of the netns backend: ruleset in force, impairment mechanisms.
     pub kernel: Option<KernelPath>,
-    /// Things the run did along the way (leftovers removed).
+    /// `--interval` reports.
+    pub intervals: Vec<Interval>,
+    /// Things the run did along the way (leftovers removed, ports skipped).
     pub notes: Vec<String>,
 }
 
@@ -301,39 +557,154 @@ pub enum BlastError {
     Netns(#[from] netns::NetnsError),
     #[error("invalid server: {0}")]
     Server(String),
+    /// The load cannot be run as asked (a time scale finer than the run resolves…).
+    #[error("{0}")]
+    TimeScale(String),
 }
 
-/// A range as `{"first": …, "last": …}` in JSON.
+#[derive(Serialize)]
+struct Bounds {
+    first: Port,
+    last: Port,
+    ports: u32,
+}
+
+impl From<PortRange> for Bounds {
+    fn from(r: PortRange) -> Self {
+        Self {
+            first: r.first(),
+            last: r.last(),
+            ports: u32::from(r.last() - r.first()) + 1,
+        }
+    }
+}
+
+/// A range as `{"first": …, "last": …, "ports": …}` in JSON.
 fn first_last<S: serde::Serializer>(
     range: &Option<PortRange>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Bounds {
-        first: Port,
-        last: Port,
-    }
-    range
-        .map(|r| Bounds {
-            first: r.first(),
-            last: r.last(),
-        })
-        .serialize(serializer)
+    range.map(Bounds::from).serialize(serializer)
 }
 
-fn latency(histogram: &hdrhistogram::Histogram<u32>) -> Option<Latency> {
-    (!histogram.is_empty()).then(|| Latency {
-        p50: histogram.value_at_quantile(0.5),
-        p99: histogram.value_at_quantile(0.99),
-        max: histogram.max(),
+fn first_last_one<S: serde::Serializer>(
+    range: &PortRange,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    Bounds::from(*range).serialize(serializer)
+}
+
+/// What the model says before any packet: the schedule, the header, the required range.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub schedule: Schedule,
+    pub header: Header,
+    pub required: Option<PortRange>,
+    /// Every attempt the model makes: what the run will do, session by session.
+    pub planned: Vec<crate::sim::Attempt>,
+}
+
+/// Plans a run: the schedule, what it will take, and the range its load needs.
+pub fn prepare(config: &BlastConfig) -> Result<Prepared, BlastError> {
+    if let Backend::Netns(_) = config.backend {
+        netns::check_requirements()?;
+    }
+    let schedule = config.schedule()?;
+    let (record, attempts) = schedule.predict();
+    let transfers = attempts.iter().map(|a| a.transfer + 1).max().unwrap_or(0);
+    let model_s = record.counts.duration_s;
+    let scenario = &schedule.scenario;
+    let (load, load_description) = match schedule.load {
+        Load::Scenario => (
+            "workload",
+            format!(
+                "the {} workload of '{}', replication 0 (seed {}), from its first arrival",
+                scenario.workload.arrivals.name(),
+                scenario.name,
+                scenario.seed
+            ),
+        ),
+        Load::Together { clients, .. } => (
+            "together",
+            format!(
+                "{clients} transfers at once over {} accounts, each sending {} s",
+                config.accounts.max(1),
+                config.duration.as_secs_f64()
+            ),
+        ),
+        Load::Staggered { clients, .. } => (
+            "staggered",
+            format!(
+                "{clients} transfers over {} accounts, started evenly over {} s, each sending {} s",
+                config.accounts.max(1),
+                config.duration.as_secs_f64() / 2.0,
+                config.duration.as_secs_f64()
+            ),
+        ),
+    };
+    let capped = schedule.capped.clone();
+    let header = Header {
+        backend: match config.backend {
+            Backend::Loopback => "loopback",
+            Backend::Netns(_) => "netns",
+        },
+        os: config.server.os.name(),
+        sharing: config.rule().describe(),
+        scenario: config.replay.as_ref().map(|s| s.name.clone()),
+        load,
+        load_description,
+        transfers,
+        planned_sessions: attempts.len() as u64,
+        time_scale: schedule.scale,
+        model_s,
+        expected_s: model_s / schedule.scale,
+        resolution_ms: config.resolution().as_secs_f64() * 1e3,
+        capped,
+        rate_bps: config.rate_bps,
+        datagram: config.datagram,
+        allowed: config.allowed,
+        groups: scenario
+            .client
+            .groups
+            .iter()
+            .map(|g| GroupRange {
+                name: g.name.clone(),
+                allowed: g.allowed,
+            })
+            .collect(),
+    };
+    let required = replay::smallest_sufficient(&schedule);
+    Ok(Prepared {
+        schedule,
+        header,
+        required,
+        planned: attempts,
     })
 }
 
-fn session_result(
-    client: ClientReport,
-    server: Option<&ServerSession>,
-    duration: Duration,
-) -> SessionResult {
+fn latency(latency: LatencyUs) -> Latency {
+    Latency {
+        p50: u64::from(latency.p50),
+        p99: u64::from(latency.p99),
+        max: u64::from(latency.max),
+    }
+}
+
+fn group_name(scenario: &Scenario, group: usize) -> String {
+    match group {
+        0 => "default".to_string(),
+        g => scenario
+            .client
+            .groups
+            .get(g - 1)
+            .map_or_else(|| format!("group {g}"), |g| g.name.clone()),
+    }
+}
+
+/// A report row from the model's attempt and the client's report: only what crossed the
+/// wire (PORT, acknowledgements, FINAL) and what the client counted itself.
+fn session_result(row: &Row, scenario: &Scenario, datagram: u16) -> SessionResult {
+    let client = &row.report;
     let (outcome, error) = match &client.outcome {
         ClientOutcome::Ok => (Outcome::Ok, None),
         ClientOutcome::Blocked => (
@@ -354,44 +725,158 @@ fn session_result(
             Some("interrupted before the path was proven".to_string()),
         ),
     };
-    let stats = server.map(|s| s.stats).unwrap_or_default();
-    let active = server.map_or(Duration::ZERO, |s| s.active);
-    let span = if active.is_zero() { duration } else { active };
-    let goodput_bps = if span.is_zero() {
+    let final_frame = client.final_frame;
+    let received = final_frame.map_or_else(
+        || client.final_stats.map_or(0, |s| s.received),
+        |f| f.received,
+    );
+    let payload = u64::from(datagram.saturating_sub(crate::wire::fasp::HEADER_LEN as u16));
+    let goodput_bps = if client.sending.is_zero() {
         0.0
     } else {
-        stats.bytes as f64 * 8.0 / span.as_secs_f64()
+        (received * payload) as f64 * 8.0 / client.sending.as_secs_f64()
     };
-    let lost = client.sent.saturating_sub(stats.received);
+    let predicted = Predicted::from(row.attempt.decision);
     SessionResult {
         id: client.index,
         session: client.session,
+        transfer: row.attempt.transfer + 1,
+        attempt: row.attempt.attempt,
         account: client.account,
+        group: group_name(scenario, row.attempt.group),
+        start_s: row.attempt.at.as_secs_f64(),
+        holding_s: row.attempt.holding.as_secs_f64(),
         port: client.port,
         outcome,
+        predicted,
+        agree: predicted.outcome == outcome && predicted.port == client.port,
         error,
         goodput_bps,
         sent: client.sent,
-        received: stats.received,
-        lost,
+        received,
+        lost: client.sent.saturating_sub(received),
         retransmitted: client.retransmitted,
         filtered: client.filtered,
-        duplicates: server.map_or(0, |s| s.duplicates),
+        duplicates: final_frame.map_or(0, |f| f.duplicates),
         rejected: client.rejected,
         handshake_ms: client.handshake.map(|d| d.as_secs_f64() * 1e3),
-        latency_us: server.and_then(|s| s.latency_us.as_ref()).and_then(latency),
+        latency_us: final_frame.and_then(|f| f.latency).map(latency),
     }
+}
+
+/// Why a session's outcome or port is not what the model predicted.
+fn cause(s: &SessionResult, foreign_ports: &[Port], allowed: Option<PortRange>) -> String {
+    let p = s.predicted;
+    let shown = |port: Option<Port>| port.map_or("none".to_string(), |p| p.to_string());
+    if p.port != s.port && s.port.is_some() && p.port.is_some() {
+        let skipped: Vec<String> = foreign_ports
+            .iter()
+            .filter(|&&f| p.port.is_some_and(|m| f <= m.max(s.port.unwrap_or(0))))
+            .map(Port::to_string)
+            .collect();
+        if !skipped.is_empty() {
+            return format!(
+                "the server handed out port {} where the model hands out {}: port(s) {} are \
+                 held by another process on this machine and were skipped",
+                shown(s.port),
+                shown(p.port),
+                skipped.join(", ")
+            );
+        }
+        return format!(
+            "the server handed out port {} where the model hands out {}",
+            shown(s.port),
+            shown(p.port)
+        );
+    }
+    match (p.outcome, s.outcome) {
+        (Outcome::Ok, Outcome::Blocked) => format!(
+            "the model passes port {} but its datagrams never arrived: something on the path \
+             other than the range under test drops them",
+            shown(s.port)
+        ),
+        (Outcome::Blocked, Outcome::Ok) => format!(
+            "port {} is outside the range under test ({}), yet the datagrams got through: \
+             the firewall passes more than that range",
+            shown(s.port),
+            allowed.map_or("every port".to_string(), |r| r.to_string())
+        ),
+        (Outcome::Refused, _) => format!(
+            "the model has no free port for it, but the server granted {}",
+            shown(s.port)
+        ),
+        (_, Outcome::Refused) => format!(
+            "the server refused it ({}), where the model hands out port {}",
+            s.error.as_deref().unwrap_or("refused"),
+            shown(p.port)
+        ),
+        (_, Outcome::Interrupted) => "the run was interrupted".to_string(),
+        (_, Outcome::Failed) => format!(
+            "not the range's doing: {}",
+            s.error.as_deref().unwrap_or("the session failed")
+        ),
+        _ => "outcome differs".to_string(),
+    }
+}
+
+/// What the packets showed, counted as `simulate` counts (`counts` in its JSON).
+fn counts(sessions: &[SessionResult], outcome: impl Fn(&SessionResult) -> Outcome) -> Counts {
+    use std::collections::BTreeMap;
+    let mut counts = Counts::default();
+    for s in sessions {
+        match outcome(s) {
+            Outcome::Blocked => counts.blocked += 1,
+            Outcome::Refused => counts.refused += 1,
+            _ => {}
+        }
+        if s.attempt > 1 {
+            counts.retried += 1;
+        }
+    }
+    // The last attempt of a session decides it, and a transfer fails with any of its
+    // sessions. A retry belongs to the transfer's first session still failed: the sessions
+    // of one transfer are alike, so which one it is does not change a count.
+    let mut sessions_of: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
+    let mut open: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for s in sessions {
+        let list = sessions_of.entry(s.transfer).or_default();
+        let slots = open.entry(s.transfer).or_default();
+        let o = outcome(s);
+        if s.attempt == 1 {
+            slots.push(list.len());
+            list.push(o);
+        } else if let Some(&slot) = slots
+            .iter()
+            .find(|&&slot| list[slot] != Outcome::Ok && list[slot] != Outcome::Interrupted)
+        {
+            list[slot] = o;
+        }
+    }
+    for list in sessions_of.values() {
+        counts.transfers += 1;
+        let failed = list.iter().filter(|&&o| o != Outcome::Ok).count() as u64;
+        counts.sessions += list.len() as u64;
+        counts.failed += failed;
+        counts.ok += list.len() as u64 - failed;
+        if failed > 0 {
+            counts.transfers_failed += 1;
+        }
+    }
+    counts
 }
 
 /// The verdict on `sessions`; `foreign_ports` are ports another process on the test machine
 /// held, which the emulator had to skip.
-fn verdict(config: &BlastConfig, sessions: &[SessionResult], foreign_ports: &[Port]) -> Verdict {
+fn verdict(
+    allowed: Option<PortRange>,
+    required: Option<PortRange>,
+    sessions: &[SessionResult],
+    foreign_ports: &[Port],
+) -> Verdict {
     let count = |outcome| sessions.iter().filter(|s| s.outcome == outcome).count() as u32;
     let (blocked, refused) = (count(Outcome::Blocked), count(Outcome::Refused));
     let (other, interrupted) = (count(Outcome::Failed), count(Outcome::Interrupted));
     let failed = blocked + refused + other + interrupted;
-    let required = config.required_range();
-    let allowed = config.allowed;
     let shown = |r: Option<PortRange>| r.map_or("every port".to_string(), |r| r.to_string());
     let mut why = Vec::new();
     for (n, what) in [
@@ -432,6 +917,10 @@ fn verdict(config: &BlastConfig, sessions: &[SessionResult], foreign_ports: &[Po
                  drops the UDP data"
             ),
             (0, Some(r)) => format!("; the smallest sufficient range is {r}"),
+            (_, Some(r)) if blocked > 0 => format!(
+                "; the smallest sufficient range is {r}, and the server ran out of ports, \
+                 which no client range fixes"
+            ),
             _ => "; the server ran out of ports, which no client range fixes".to_string(),
         };
         (
@@ -469,89 +958,6 @@ fn verdict(config: &BlastConfig, sessions: &[SessionResult], foreign_ports: &[Po
     }
 }
 
-/// Everything one side of a run needs to know, whichever backend carries it.
-struct Setup {
-    epoch: Instant,
-    capture: Option<Arc<Capture>>,
-    allocator: AllocatorConfig,
-    /// The run's credential: the clients' HELLO carries it, the emulator checks it.
-    key: u64,
-}
-
-impl Setup {
-    fn new(config: &BlastConfig) -> Self {
-        Self {
-            epoch: Instant::now(),
-            capture: (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit))),
-            allocator: config.allocator(),
-            key: server::new_secret(),
-        }
-    }
-}
-
-/// Where the clients run and what they share.
-struct ClientSide {
-    control: SocketAddr,
-    address: Ipv4Addr,
-    delay: Option<(Duration, Duration)>,
-    filter: Arc<OutboundFilter>,
-    epoch: Instant,
-    capture: Option<Arc<Capture>>,
-    key: u64,
-}
-
-/// Starts every client (together or staggered) and waits for all of them. A client whose
-/// turn has not come when the run is interrupted is reported interrupted.
-async fn run_clients(
-    config: &BlastConfig,
-    side: ClientSide,
-    stop: watch::Receiver<bool>,
-) -> Vec<ClientReport> {
-    let clients = config.clients.min(MAX_CLIENTS);
-    let accounts = config.accounts.max(1);
-    let stagger = match config.start {
-        Start::Together => Duration::ZERO,
-        Start::Staggered => (config.duration / 2) / clients.max(1),
-    };
-    let mut tasks = Vec::new();
-    for i in 0..clients {
-        let params = ClientParams {
-            index: i + 1,
-            account: i % accounts,
-            control: side.control,
-            key: side.key,
-            rate_bps: config.rate_bps,
-            datagram: config.datagram,
-            duration: config.duration.min(MAX_DURATION),
-            handshake_timeout: config.handshake_timeout,
-            max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
-            address: side.address,
-            delay: side.delay,
-        };
-        let filter = Arc::clone(&side.filter);
-        let mut stop = stop.clone();
-        let capture = side.capture.clone();
-        let epoch = side.epoch;
-        let wait = stagger * i;
-        tasks.push(tokio::spawn(async move {
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = client::stopped(&mut stop) => {
-                    return ClientReport::unstarted(&params, ClientOutcome::Interrupted);
-                }
-            }
-            client::run(params, filter, epoch, stop, capture).await
-        }));
-    }
-    let mut reports = Vec::new();
-    for task in tasks {
-        if let Ok(report) = task.await {
-            reports.push(report);
-        }
-    }
-    reports
-}
-
 /// What the netns backend adds to a report.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct KernelPath {
@@ -565,39 +971,74 @@ pub struct KernelPath {
     pub server_namespace: String,
 }
 
+/// What a run's two sides gave back.
+struct Outcomes {
+    rows: Vec<Row>,
+    interrupted: bool,
+    server: ServerRecord,
+    intervals: Vec<Interval>,
+    elapsed: Duration,
+}
+
 fn assemble(
     config: &BlastConfig,
-    backend: &'static str,
-    clients: Vec<ClientReport>,
-    server: &ServerRecord,
-    setup: &Setup,
-    interrupted: bool,
+    prepared: &Prepared,
+    outcomes: Outcomes,
+    capture: Option<&Capture>,
 ) -> (BlastReport, Option<Vec<u8>>) {
-    let elapsed = setup.epoch.elapsed();
-    let client_rejected = clients.iter().map(|c| c.rejected).sum::<u64>();
-    let sessions: Vec<SessionResult> = clients
-        .into_iter()
-        .map(|c| {
-            let seen = c.session.and_then(|id| server.sessions.get(&id));
-            session_result(c, seen, config.duration)
+    let Outcomes {
+        mut rows,
+        interrupted,
+        server,
+        intervals,
+        elapsed,
+    } = outcomes;
+    let scenario = &prepared.schedule.scenario;
+    if interrupted {
+        // What the run never got to is reported, not dropped.
+        let missing = replay::unstarted(&prepared.planned, &rows);
+        rows.extend(missing);
+    }
+    let sessions: Vec<SessionResult> = rows
+        .iter()
+        .map(|row| session_result(row, scenario, config.datagram))
+        .collect();
+    let disagreements: Vec<Disagreement> = sessions
+        .iter()
+        .filter(|s| !s.agree)
+        .map(|s| Disagreement {
+            id: s.id,
+            predicted: s.predicted,
+            outcome: s.outcome,
+            port: s.port,
+            cause: cause(s, &server.foreign_ports, config.allowed),
         })
         .collect();
+    let agreement = Agreement {
+        agree: (sessions.len() - disagreements.len()) as u32,
+        disagree: disagreements.len() as u32,
+    };
     let received_datagrams: u64 = sessions.iter().map(|s| s.received).sum();
-    let goodput_bps = sessions.iter().map(|s| s.goodput_bps).sum();
-    let verdict = verdict(config, &sessions, &server.foreign_ports);
-    let pcap_frames = setup.capture.as_ref().map_or(0, |c| c.frames());
-    let pcap = setup.capture.as_ref().map(|c| c.take_bytes());
+    let payload = u64::from(
+        config
+            .datagram
+            .saturating_sub(crate::wire::fasp::HEADER_LEN as u16),
+    );
+    // Payload delivered over the run's wall time (sessions of a replay come and go).
+    let goodput_bps = (received_datagrams * payload) as f64 * 8.0 / elapsed.as_secs_f64().max(1e-9);
+    let verdict = verdict(
+        config.allowed,
+        prepared.required,
+        &sessions,
+        &server.foreign_ports,
+    );
+    let client_rejected = sessions.iter().map(|s| s.rejected).sum::<u64>();
     let report = BlastReport {
-        backend,
-        os: config.os.name(),
-        sharing: config.rule().describe(),
-        clients: config.clients.min(MAX_CLIENTS),
-        accounts: config.accounts.max(1),
-        rate_bps: config.rate_bps,
-        datagram: config.datagram,
-        duration_s: config.duration.as_secs_f64(),
-        start: config.start,
-        sessions,
+        header: prepared.header.clone(),
+        counts: counts(&sessions, |s| s.outcome),
+        predicted_counts: counts(&sessions, |s| s.predicted.outcome),
+        agreement,
+        disagreements,
         verdict,
         received_datagrams,
         elapsed_s: elapsed.as_secs_f64(),
@@ -609,8 +1050,9 @@ fn assemble(
             clients: client_rejected,
             total: server.rejected + client_rejected,
         },
-        pcap_frames,
+        pcap_frames: capture.map_or(0, Capture::frames),
         kernel: None,
+        intervals,
         notes: server
             .foreign_ports
             .iter()
@@ -621,61 +1063,179 @@ fn assemble(
                 )
             })
             .collect(),
+        sessions,
     };
-    (report, pcap)
+    (report, capture.map(Capture::take_bytes))
 }
 
-/// Runs `config` on its backend; `stop` turning true ends it early (Ctrl-C). Returns the
-/// report and, with `pcap_limit`, the capture's bytes.
+/// Samples the board every `every` until `done`; an interval report each time.
+async fn sample_intervals(
+    board: Arc<Board>,
+    every: Duration,
+    mut done: watch::Receiver<bool>,
+) -> Vec<Interval> {
+    let start = Instant::now();
+    let mut intervals = Vec::new();
+    let (mut sent, mut bytes) = (0u64, 0u64);
+    let mut last = start;
+    let mut tick = tokio::time::interval_at((start + every).into(), every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = done.wait_for(|&d| d) => break,
+        }
+        let now = Instant::now();
+        let span = (now - last).as_secs_f64().max(1e-9);
+        let (s, b) = (
+            board.meter.sent.load(Ordering::Relaxed),
+            board.meter.delivered_bytes.load(Ordering::Relaxed),
+        );
+        intervals.push(Interval {
+            t: (now - start).as_secs_f64(),
+            datagrams_per_second: (s - sent) as f64 / span,
+            goodput_bps: (b - bytes) as f64 * 8.0 / span,
+            active: board.active.load(Ordering::Relaxed),
+            ok: board.ok.load(Ordering::Relaxed),
+            failed: board.failed.load(Ordering::Relaxed),
+        });
+        (sent, bytes, last) = (s, b, now);
+        if intervals.len() >= crate::limits::MAX_INTERVALS {
+            break;
+        }
+    }
+    intervals
+}
+
+/// Runs the clients of `prepared` on `handle`'s runtime, from this (blocking) thread.
+fn drive(
+    handle: tokio::runtime::Handle,
+    prepared: &Prepared,
+    side: ClientSide,
+    stop: watch::Receiver<bool>,
+    board: Arc<Board>,
+) -> (Vec<Row>, bool) {
+    let driver = Driver::new(handle, prepared.schedule.clone(), side, stop, board);
+    let (_, rows, interrupted) = driver.run();
+    (rows, interrupted)
+}
+
+/// Runs `config` on its backend; `stop` turning true ends it early (Ctrl-C). `board` shows
+/// live counts. Returns the report and, with `pcap_limit`, the capture's bytes.
 pub async fn run(
     config: &BlastConfig,
+    prepared: &Prepared,
     stop: watch::Receiver<bool>,
+    board: Arc<Board>,
 ) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
     raise_descriptor_limit();
     match config.backend {
-        Backend::Loopback => run_loopback(config, stop).await,
-        Backend::Netns(path) => run_netns(config, path, stop).await,
+        Backend::Loopback => run_loopback(config, prepared, stop, board).await,
+        Backend::Netns(path) => run_netns(config, prepared, path, stop, board).await,
+    }
+}
+
+/// Prepares and runs `config` without a status line: for tests and benches.
+pub async fn run_simple(
+    config: &BlastConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
+    let prepared = prepare(config)?;
+    run(config, &prepared, stop, Arc::new(Board::default())).await
+}
+
+/// Each client group's outbound filter on loopback: the range under test for the default
+/// group, each group's own range for the others.
+fn group_filters(prepared: &Prepared, allowed: Option<PortRange>) -> Vec<Arc<OutboundFilter>> {
+    std::iter::once(allowed)
+        .chain(
+            prepared
+                .schedule
+                .scenario
+                .client
+                .groups
+                .iter()
+                .map(|g| Some(g.allowed)),
+        )
+        .map(|range| Arc::new(OutboundFilter::new(range)))
+        .collect()
+}
+
+/// Starts the interval sampler when asked for; returns its handle and the signal to end it.
+fn start_intervals(
+    config: &BlastConfig,
+    board: &Arc<Board>,
+) -> (
+    Option<tokio::task::JoinHandle<Vec<Interval>>>,
+    watch::Sender<bool>,
+) {
+    let (done, finished) = watch::channel(false);
+    let task = config
+        .interval
+        .map(|every| tokio::spawn(sample_intervals(Arc::clone(board), every, finished)));
+    (task, done)
+}
+
+async fn end_intervals(
+    task: Option<tokio::task::JoinHandle<Vec<Interval>>>,
+    done: watch::Sender<bool>,
+) -> Vec<Interval> {
+    let _ = done.send(true);
+    match task {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
     }
 }
 
 async fn run_loopback(
     config: &BlastConfig,
+    prepared: &Prepared,
     stop: watch::Receiver<bool>,
+    board: Arc<Board>,
 ) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
-    let setup = Setup::new(config);
+    let started = Instant::now();
+    let capture = (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit)));
+    let key = server::new_secret();
     let options = ServerOptions {
         max_datagrams: config.max_datagrams,
-        ..ServerOptions::new(Ipv4Addr::LOCALHOST, setup.key)
+        ..ServerOptions::new(Ipv4Addr::LOCALHOST, key)
     };
     let server = Server::start(
-        setup.allocator.clone(),
+        config.allocator(),
         config.control_port,
-        setup.epoch,
         options,
-        setup.capture.clone(),
+        capture.clone(),
     )
     .await?;
-    let filter = Arc::new(OutboundFilter::new(config.allowed));
+    let filters = group_filters(prepared, config.allowed);
     let side = ClientSide {
         control: server.control_addr(),
-        address: client::CLIENT_HOST,
+        addresses: vec![client::CLIENT_HOST; filters.len()],
+        filters,
         delay: None,
-        filter,
-        epoch: setup.epoch,
-        capture: setup.capture.clone(),
-        key: setup.key,
+        capture: capture.clone(),
+        key,
+        rate_bps: config.rate_bps,
+        datagram: config.datagram,
+        max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
     };
-    let clients = run_clients(config, side, stop.clone()).await;
+    let (sampler, sampled) = start_intervals(config, &board);
+    let handle = tokio::runtime::Handle::current();
+    let plan = prepared.clone();
+    let driver_stop = stop.clone();
+    let (rows, interrupted) =
+        tokio::task::spawn_blocking(move || drive(handle, &plan, side, driver_stop, board))
+            .await
+            .map_err(|e| BlastError::Server(format!("the driver failed: {e}")))?;
+    let intervals = end_intervals(sampler, sampled).await;
     let seen = server.shutdown().await;
-    let interrupted = *stop.borrow();
-    Ok(assemble(
-        config,
-        "loopback",
-        clients,
-        &seen,
-        &setup,
-        interrupted,
-    ))
+    let outcomes = Outcomes {
+        rows,
+        interrupted: interrupted || *stop.borrow(),
+        server: seen,
+        intervals,
+        elapsed: started.elapsed(),
+    };
+    Ok(assemble(config, prepared, outcomes, capture.as_deref()))
 }
 
 /// The process's descriptor limits (soft, hard), if the system says.
@@ -710,7 +1270,7 @@ fn raise_descriptor_limit() {
 pub fn ruleset(config: &BlastConfig, control_port: Port, side: Side) -> Result<String, BlastError> {
     let udp = config
         .allowed
-        .or_else(|| PortRange::new(config.base_port, config.max_port).ok())
+        .or_else(|| PortRange::new(config.server.base_port, config.server.max_port).ok())
         .ok_or_else(|| BlastError::Server("no UDP range to allow".into()))?;
     let (peer, role) = match side {
         Side::Client => (netns::SERVER_ADDR, "client firewall, outbound to"),
@@ -731,9 +1291,19 @@ const NETNS_CONTROL_PORT: Port = 22;
 
 async fn run_netns(
     config: &BlastConfig,
+    prepared: &Prepared,
     path: WanPath,
     stop: watch::Receiver<bool>,
+    board: Arc<Board>,
 ) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
+    if !prepared.schedule.scenario.client.groups.is_empty() {
+        return Err(BlastError::TimeScale(
+            "client groups with ranges of their own run on --backend loopback; the netns \
+             backend has one client address and one ruleset"
+                .into(),
+        ));
+    }
+    let started = Instant::now();
     netns::check_requirements()?;
     let notes = netns::remove_leftovers();
     let mut hosts = TestHosts::create()?;
@@ -746,7 +1316,8 @@ async fn run_netns(
     let server_ruleset = ruleset(config, control_port, Side::Server)?;
     hosts.load_rules(&hosts.server_ns, &server_ruleset)?;
     let emulator_delay = hosts.impair(&path)?;
-    let setup = Setup::new(config);
+    let capture = (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit)));
+    let key = server::new_secret();
 
     // The emulator: a thread in the server namespace with a runtime of its own.
     let (ready, ready_rx) = tokio::sync::oneshot::channel::<Result<SocketAddr, String>>();
@@ -755,9 +1326,9 @@ async fn run_netns(
     let options = ServerOptions {
         max_datagrams: config.max_datagrams,
         delay: emulator_delay,
-        ..ServerOptions::new(netns::SERVER_ADDR, setup.key)
+        ..ServerOptions::new(netns::SERVER_ADDR, key)
     };
-    let (allocator, epoch, capture) = (setup.allocator.clone(), setup.epoch, setup.capture.clone());
+    let (allocator, server_capture) = (config.allocator(), capture.clone());
     let server_thread = std::thread::spawn(move || -> ServerRecord {
         let fail = |ready: tokio::sync::oneshot::Sender<_>, e: String| {
             let _ = ready.send(Err(e));
@@ -775,7 +1346,7 @@ async fn run_netns(
             Err(e) => return fail(ready, e.to_string()),
         };
         runtime.block_on(async move {
-            match Server::start(allocator, control_port, epoch, options, capture).await {
+            match Server::start(allocator, control_port, options, server_capture).await {
                 Ok(server) => {
                     let _ = ready.send(Ok(server.control_addr()));
                     let _ = finished.await;
@@ -791,37 +1362,51 @@ async fn run_netns(
         Err(_) => return Err(BlastError::Server("the emulator thread ended".into())),
     };
 
-    // The clients: a thread in the client namespace; the kernel's ruleset filters them.
+    // The clients and the driver: a thread in the client namespace; the kernel's ruleset
+    // filters them.
     let client_ns = hosts.client_ns.clone();
-    let client_config = config.clone();
     let side = ClientSide {
         control,
-        address: netns::CLIENT_ADDR,
+        addresses: vec![netns::CLIENT_ADDR],
+        filters: vec![Arc::new(OutboundFilter::new(None))],
         delay: emulator_delay,
-        filter: Arc::new(OutboundFilter::new(None)),
-        epoch: setup.epoch,
-        capture: setup.capture.clone(),
-        key: setup.key,
+        capture: capture.clone(),
+        key,
+        rate_bps: config.rate_bps,
+        datagram: config.datagram,
+        max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
     };
+    let (sampler, sampled) = start_intervals(config, &board);
     let client_stop = stop.clone();
-    let clients = tokio::task::spawn_blocking(move || -> Result<Vec<ClientReport>, String> {
+    let plan = prepared.clone();
+    let driven = tokio::task::spawn_blocking(move || -> Result<(Vec<Row>, bool), String> {
         netns::enter(&client_ns).map_err(|e| e.to_string())?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(runtime.block_on(run_clients(&client_config, side, client_stop)))
+        let handle = runtime.handle().clone();
+        let result = drive(handle, &plan, side, client_stop, board);
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        Ok(result)
     })
     .await
     .map_err(|e| BlastError::Server(e.to_string()))
     .and_then(|r| r.map_err(BlastError::Server));
+    let intervals = end_intervals(sampler, sampled).await;
     let _ = finish.send(());
     let seen = tokio::task::spawn_blocking(move || server_thread.join().unwrap_or_default())
         .await
         .unwrap_or_default();
-    let clients = clients?;
-    let interrupted = *stop.borrow();
-    let (mut report, pcap) = assemble(config, "netns", clients, &seen, &setup, interrupted);
+    let (rows, interrupted) = driven?;
+    let outcomes = Outcomes {
+        rows,
+        interrupted: interrupted || *stop.borrow(),
+        server: seen,
+        intervals,
+        elapsed: started.elapsed(),
+    };
+    let (mut report, pcap) = assemble(config, prepared, outcomes, capture.as_deref());
     report.kernel = Some(KernelPath {
         client_ruleset,
         server_ruleset,
@@ -837,14 +1422,22 @@ async fn run_netns(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ServerOs;
 
     fn session(id: u32, port: Option<Port>, outcome: Outcome) -> SessionResult {
         SessionResult {
             id,
             session: port.map(|_| id),
+            transfer: u64::from(id),
+            attempt: 1,
             account: id,
+            group: "default".into(),
+            start_s: 0.0,
+            holding_s: 1.0,
             port,
             outcome,
+            predicted: Predicted { outcome, port },
+            agree: true,
             error: None,
             goodput_bps: 0.0,
             sent: 0,
@@ -859,39 +1452,132 @@ mod tests {
         }
     }
 
-    fn config() -> BlastConfig {
+    fn allowed() -> Option<PortRange> {
+        PortRange::new(33001, 33002).ok()
+    }
+
+    fn burst(os: ServerOs, clients: u32, accounts: u32) -> BlastConfig {
         BlastConfig {
-            allowed: PortRange::new(33001, 33002).ok(),
+            server: ServerConfig {
+                os,
+                ..Scenario::seed_example().server
+            },
+            replay: None,
+            clients,
+            accounts,
             ..BlastConfig::seed_example()
         }
     }
 
     #[test]
     fn the_required_range_is_the_models_for_this_load() {
-        let twelve = |os| BlastConfig {
-            os,
-            clients: 12,
-            accounts: 12,
+        let range = |c: &BlastConfig| prepare(c).unwrap().required.map(|r| r.to_string());
+        assert_eq!(
+            range(&burst(ServerOs::Windows, 12, 12)).unwrap(),
+            "33001-33012"
+        );
+        assert_eq!(range(&burst(ServerOs::Linux, 12, 12)).unwrap(), "33001");
+        assert_eq!(
+            range(&burst(ServerOs::Macos, 12, 3)).unwrap(),
+            "33001-33003"
+        );
+        let mut occupied = burst(ServerOs::Windows, 12, 12);
+        occupied.server.occupied = [33004].into();
+        assert_eq!(range(&occupied).unwrap(), "33001-33013");
+        let mut capped = burst(ServerOs::Windows, 12, 12);
+        capped.server.max_port = 33011;
+        assert_eq!(range(&capped), None);
+        // The issue's example: simulate recommends 33001-33006 for the trace; so does blast,
+        // not the highest port of the restricted run.
+        let trace = Scenario::load("scenarios/trace-replay.toml".as_ref()).unwrap();
+        let config = BlastConfig::from_scenario(&trace);
+        assert_eq!(range(&config).unwrap(), "33001-33006");
+    }
+
+    #[test]
+    fn a_replay_is_replication_zero_of_the_scenario_and_fits_the_budget() {
+        let trace = Scenario::load("scenarios/trace-replay.toml".as_ref()).unwrap();
+        let config = BlastConfig::from_scenario(&trace);
+        let prepared = prepare(&config).unwrap();
+        assert_eq!(prepared.header.load, "workload");
+        assert_eq!(prepared.header.transfers, 151);
+        assert!(prepared.header.expected_s <= REPLAY_BUDGET.as_secs_f64() * 1.1);
+        // The model's prediction is simulate's replication 0: 2 of 151 fail on 33001-33005.
+        let (record, attempts) = prepared.schedule.predict();
+        assert_eq!(record.counts.sessions, 151);
+        assert_eq!(record.counts.failed, 2);
+        assert_eq!(
+            attempts
+                .iter()
+                .filter(|a| matches!(a.decision, Decision::Blocked { .. }))
+                .count(),
+            2
+        );
+        // --sessions caps whole transfers.
+        let capped = BlastConfig {
+            sessions: Some(20),
+            ..config.clone()
+        };
+        let prepared = prepare(&capped).unwrap();
+        assert_eq!(prepared.header.transfers, 20);
+        let capped = prepared.header.capped.unwrap();
+        assert!(
+            capped.contains("first 20 transfers (--sessions)"),
+            "{capped}"
+        );
+    }
+
+    #[test]
+    fn a_time_scale_finer_than_the_run_resolves_is_refused_with_the_bound() {
+        let seed = BlastConfig {
+            time_scale: Some(10_000.0),
             ..BlastConfig::seed_example()
         };
-        let range = |c: &BlastConfig| c.required_range().map(|r| r.to_string());
-        assert_eq!(range(&twelve(ServerOs::Windows)).unwrap(), "33001-33012");
-        assert_eq!(range(&twelve(ServerOs::Linux)).unwrap(), "33001");
-        let three_accounts = BlastConfig {
-            accounts: 3,
-            ..twelve(ServerOs::Macos)
+        let Err(BlastError::TimeScale(why)) = prepare(&seed) else {
+            panic!("accepted");
         };
-        assert_eq!(range(&three_accounts).unwrap(), "33001-33003");
-        let occupied = BlastConfig {
-            occupied: [33004].into(),
-            ..twelve(ServerOs::Windows)
+        // 20 s of handshake timeout over 25 ms: 800 at most.
+        assert!(why.contains("at most 800.0"), "{why}");
+        let ok = BlastConfig {
+            time_scale: Some(800.0),
+            ..seed
         };
-        assert_eq!(range(&occupied).unwrap(), "33001-33013");
-        let capped = BlastConfig {
-            max_port: 33011,
-            ..twelve(ServerOs::Windows)
+        assert_eq!(prepare(&ok).unwrap().schedule.scale, 800.0);
+    }
+
+    #[test]
+    fn counts_follow_simulate_retries_and_multi_session_transfers() {
+        let mut first = session(1, Some(33003), Outcome::Blocked);
+        first.transfer = 1;
+        let mut retry = session(2, Some(33001), Outcome::Ok);
+        retry.transfer = 1;
+        retry.attempt = 2;
+        let mut sibling = session(3, Some(33002), Outcome::Ok);
+        sibling.transfer = 1;
+        let mut lone = session(4, None, Outcome::Refused);
+        lone.transfer = 2;
+        let c = counts(&[first, sibling, retry, lone], |s| s.outcome);
+        assert_eq!(
+            (c.sessions, c.ok, c.failed, c.blocked, c.refused, c.retried),
+            (3, 2, 1, 1, 1, 1)
+        );
+        assert_eq!((c.transfers, c.transfers_failed), (2, 1));
+    }
+
+    #[test]
+    fn a_disagreement_names_its_cause() {
+        let mut s = session(1, Some(33004), Outcome::Ok);
+        s.predicted = Predicted {
+            outcome: Outcome::Ok,
+            port: Some(33003),
         };
-        assert_eq!(range(&capped), None);
+        assert!(cause(&s, &[33003], allowed()).contains("33003 are held by another process"));
+        let mut blocked = session(2, Some(33002), Outcome::Blocked);
+        blocked.predicted.outcome = Outcome::Ok;
+        assert!(cause(&blocked, &[], allowed()).contains("something on the path"));
+        let mut passed = session(3, Some(33009), Outcome::Ok);
+        passed.predicted.outcome = Outcome::Blocked;
+        assert!(cause(&passed, &[], allowed()).contains("passes more than that range"));
     }
 
     #[test]
@@ -903,7 +1589,8 @@ mod tests {
             session(3, Some(33002), Outcome::Failed),
             session(4, None, Outcome::Interrupted),
         ];
-        let v = verdict(&config(), &overloaded, &[]);
+        let required = PortRange::new(33001, 33003).ok();
+        let v = verdict(allowed(), required, &overloaded, &[]);
         assert_eq!(v.status, Status::Inconclusive);
         assert!(!v.sufficient);
         assert_eq!((v.failed, v.other, v.interrupted, v.blocked), (3, 2, 1, 0));
@@ -916,11 +1603,17 @@ mod tests {
 
         let mut blocked = overloaded.to_vec();
         blocked.push(session(5, Some(33003), Outcome::Blocked));
-        let v = verdict(&config(), &blocked, &[]);
+        let v = verdict(allowed(), required, &blocked, &[]);
         assert_eq!(v.status, Status::Insufficient);
         assert!(v.summary.contains("1 blocked (error 15)"), "{}", v.summary);
+        assert!(
+            v.summary
+                .contains("smallest sufficient range is 33001-33003"),
+            "{}",
+            v.summary
+        );
 
-        let v = verdict(&config(), &blocked, &[33002]);
+        let v = verdict(allowed(), required, &blocked, &[33002]);
         assert_eq!(v.status, Status::Inconclusive);
         assert!(
             v.summary
@@ -929,7 +1622,7 @@ mod tests {
             v.summary
         );
 
-        let v = verdict(&config(), &[ok], &[]);
+        let v = verdict(allowed(), required, &[ok], &[]);
         assert_eq!(v.status, Status::Sufficient);
         assert_eq!(v.summary, "range 33001-33002 is sufficient");
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::capture::Capture;
@@ -32,7 +32,7 @@ pub use super::receiver::ServerSession;
 use super::receiver::{PortReceiver, Registration, Reply};
 use crate::limits::{MAX_CLIENTS, MAX_DATAGRAMS_PER_SESSION};
 use crate::model::{AllocatorConfig, Closed, Port, PortAllocator, PortKey, SessionRef};
-use crate::wire::control::{self, CONTROL_LEN, ControlRepr, RefusedReason};
+use crate::wire::control::{self, CONTROL_LEN, ControlRepr, LatencyUs, RefusedReason};
 use crate::wire::fasp::{self, MAX_DATAGRAM};
 
 /// Time a control connection has to send its HELLO.
@@ -105,7 +105,6 @@ struct Shared {
     foreign_ports: Mutex<BTreeSet<Port>>,
     /// Control connections whose HELLO has not been read, oldest first.
     pending: Mutex<BTreeMap<u64, Pending>>,
-    epoch: Instant,
     options: ServerOptions,
     capture: Option<Arc<Capture>>,
 }
@@ -122,7 +121,8 @@ struct Pending {
 /// What a control connection tells its port's receiver.
 enum PortEvent {
     Register(Registration),
-    Unregister(u32),
+    /// The session ended; its receiver's record goes back over the channel when there is one.
+    Unregister(u32, Option<oneshot::Sender<ServerSession>>),
 }
 
 struct PortTask {
@@ -151,7 +151,6 @@ impl Server {
     pub async fn start(
         config: AllocatorConfig,
         control_port: Port,
-        epoch: Instant,
         options: ServerOptions,
         capture: Option<Arc<Capture>>,
     ) -> Result<Self, ListenError> {
@@ -182,7 +181,6 @@ impl Server {
             rejected: AtomicU64::new(0),
             foreign_ports: Mutex::new(BTreeSet::new()),
             pending: Mutex::new(BTreeMap::new()),
-            epoch,
             options,
             capture,
         });
@@ -352,7 +350,7 @@ async fn serve_control(mut stream: TcpStream, peer: SocketAddr, number: u64, sha
         peer_ip: peer.ip(),
         rate_bps,
         datagram,
-        registered_at: shared.epoch.elapsed(),
+        registered_at: crate::wire::clock_now(),
         progress: Arc::new(AtomicU64::new(0)),
     };
     let token = registration.token;
@@ -365,34 +363,67 @@ async fn serve_control(mut stream: TcpStream, peer: SocketAddr, number: u64, sha
                 port,
                 token,
             };
-            if stream.write_all(&answer.to_bytes()).await.is_ok() {
-                answer_queries(&mut stream, session, &progress).await;
+            let bye = if stream.write_all(&answer.to_bytes()).await.is_ok() {
+                answer_queries(&mut stream, session, &progress).await
+            } else {
+                false
+            };
+            let (record, recorded) = oneshot::channel();
+            close_port(&shared, key, session, bye.then_some(record)).await;
+            if bye {
+                let record = recorded.await.ok();
+                let _ = stream
+                    .write_all(&final_frame(session, record).to_bytes())
+                    .await;
             }
-            close_port(&shared, key, session).await;
         }
         None => refuse(&mut stream, RefusedReason::NoFreePort).await,
     }
     shared.active_sessions.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// The session lasts until the client closes its control connection (or sends what is not
-/// a QUERY of its own session); each QUERY gets the session's progress.
-async fn answer_queries(stream: &mut TcpStream, session: u32, progress: &AtomicU64) {
+/// The session lasts until the client says BYE (true), closes its control connection or
+/// sends what is not a QUERY or BYE of its own session (false); each QUERY gets the
+/// session's progress.
+async fn answer_queries(stream: &mut TcpStream, session: u32, progress: &AtomicU64) -> bool {
     let mut frame = [0u8; CONTROL_LEN];
     while stream.read_exact(&mut frame).await.is_ok() {
-        let Ok(ControlRepr::Query { session: asked }) = control::parse(&frame) else {
-            return;
+        let asked = match control::parse(&frame) {
+            Ok(ControlRepr::Bye { session: s }) if s == session => return true,
+            Ok(ControlRepr::Query { session: asked }) => asked,
+            _ => return false,
         };
         if asked != session {
-            return;
+            return false;
         }
         let status = ControlRepr::Status {
             session,
             received: progress.load(Ordering::Relaxed),
         };
         if stream.write_all(&status.to_bytes()).await.is_err() {
-            return;
+            return false;
         }
+    }
+    false
+}
+
+/// The FINAL frame for a session the receiver recorded (all zero when it has no record).
+fn final_frame(session: u32, record: Option<ServerSession>) -> ControlRepr {
+    let saturate = |us: u64| u32::try_from(us).unwrap_or(u32::MAX);
+    let latency = record
+        .as_ref()
+        .and_then(|r| r.latency_us.as_ref())
+        .filter(|h| !h.is_empty())
+        .map(|h| LatencyUs {
+            p50: saturate(h.value_at_quantile(0.5)),
+            p99: saturate(h.value_at_quantile(0.99)),
+            max: saturate(h.max()),
+        });
+    ControlRepr::Final {
+        session,
+        received: record.as_ref().map_or(0, |r| r.stats.received),
+        duplicates: record.as_ref().map_or(0, |r| r.duplicates),
+        latency,
     }
 }
 
@@ -468,7 +499,12 @@ async fn bind(address: Ipv4Addr, port: Port) -> std::io::Result<UdpSocket> {
     Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
 }
 
-async fn close_port(shared: &Arc<Shared>, key: PortKey, session: u32) {
+async fn close_port(
+    shared: &Arc<Shared>,
+    key: PortKey,
+    session: u32,
+    record: Option<oneshot::Sender<ServerSession>>,
+) {
     let _changing = shared.port_changes.lock().await;
     let closed = lock(&shared.allocator).release(key);
     let port = match closed {
@@ -481,7 +517,7 @@ async fn close_port(shared: &Arc<Shared>, key: PortKey, session: u32) {
     let task = {
         let mut ports = lock(&shared.ports);
         if let Some(task) = ports.get(&port) {
-            let _ = task.events.send(PortEvent::Unregister(session));
+            let _ = task.events.send(PortEvent::Unregister(session, record));
         }
         if freed { ports.remove(&port) } else { None }
     };
@@ -513,9 +549,16 @@ async fn receive(
     };
     let apply = |receiver: &mut PortReceiver, event| match event {
         PortEvent::Register(registration) => receiver.register(registration),
-        PortEvent::Unregister(session) => {
+        PortEvent::Unregister(session, record) => {
             if let Some(result) = receiver.unregister(session) {
-                lock(&shared.results).insert(session, result);
+                match record {
+                    Some(record) => {
+                        let _ = record.send(result);
+                    }
+                    None => {
+                        lock(&shared.results).insert(session, result);
+                    }
+                }
             }
         }
     };
@@ -536,7 +579,7 @@ async fn receive(
         while let Ok(event) = events.try_recv() {
             apply(&mut receiver, event);
         }
-        receiver.on_datagram(peer, &buffer[..len], shared.epoch.elapsed(), &mut replies);
+        receiver.on_datagram(peer, &buffer[..len], crate::wire::clock_now(), &mut replies);
         for reply in replies.drain(..) {
             path.send(&reply, &shared).await;
         }

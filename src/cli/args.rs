@@ -302,22 +302,41 @@ pub struct MergeArgs {
 
 #[derive(Debug, Args)]
 pub struct BlastArgs {
-    /// Scenario file (TOML) with an optional [traffic] section; the embedded seed example
-    /// when omitted. Example: udprange blast scenarios/macos-accounts.toml
+    /// Scenario file (TOML) whose [workload] is replayed with real packets (replication 0 of
+    /// `simulate`'s random stream); the embedded seed example when omitted.
+    /// Example: udprange blast scenarios/macos-accounts.toml
     #[arg(value_name = "SCENARIO")]
     pub scenario: Option<PathBuf>,
+
+    /// Model seconds per wall second of a replay: 60 runs an hour of the workload in a
+    /// minute. At most the handshake timeout over the run's resolution (25 ms on loopback).
+    /// (default: the fastest that fits a 20 s run within that bound; 1 for a burst).
+    /// Example: --time-scale 60
+    #[arg(long, allow_hyphen_values = true, value_name = "F", value_parser = parse_time_scale)]
+    pub time_scale: Option<f64>,
+
+    /// Replay at most this many sessions (whole transfers), 1-100000 (default: the
+    /// scenario's, at most 1000, and what fits the 20 s budget). Example: --sessions 200
+    #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_replay_sessions)]
+    pub sessions: Option<u64>,
+
+    /// Interval reports every D while the run goes (like iperf3 -i): a text line each, and
+    /// `intervals` in JSON; none by default. Example: --interval 1s
+    #[arg(long, allow_hyphen_values = true, value_name = "D", value_parser = parse_interval)]
+    pub interval: Option<Duration>,
 
     /// The client firewall's outbound UDP range (default: the file's [client].allowed).
     /// Example: --allowed 33001-33010
     #[arg(long, allow_hyphen_values = true, value_name = "RANGE", value_parser = parse_range)]
     pub allowed: Option<PortRange>,
 
-    /// Clients started, 1-4096 (default: the file's [traffic].clients). Example: --clients 12
+    /// Instead of the workload, a burst of N identical transfers, 1-4096 (together unless
+    /// --start says; default: the file's [traffic].clients). Example: --clients 12
     #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_clients)]
     pub clients: Option<u32>,
 
-    /// User accounts the clients belong to, round-robin (default: the file's accounts on
-    /// macOS/FreeBSD, else one per client). Example: --accounts 3
+    /// A burst's clients belong to this many accounts, round-robin; asks for a burst
+    /// (default: the file's accounts on macOS/FreeBSD, else one per client). Example: --accounts 3
     #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_clients)]
     pub accounts: Option<u32>,
 
@@ -326,13 +345,14 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
     pub rate: Option<Bitrate>,
 
-    /// How long each client sends, at most 600s (default: the file's, else 5s).
-    /// Example: --duration 10s
+    /// How long each client of a burst sends, at most 600s; asks for a burst instead of the
+    /// workload (default: the file's [traffic].duration, else 5s). Example: --duration 10s
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_sending_time)]
     pub duration: Option<Duration>,
 
-    /// Whether clients start together or staggered over the first half of the run
-    /// (default: the file's, else together). Example: --start staggered
+    /// Instead of the workload, a burst of --clients transfers started together or
+    /// staggered over the first half of --duration (default: the file's [traffic].start;
+    /// without one blast replays [workload]). Example: --start staggered
     #[arg(long, allow_hyphen_values = true, value_name = "WHEN", value_parser = parse_start)]
     pub start: Option<Start>,
 
@@ -489,6 +509,35 @@ fn parse_replications(text: &str) -> Result<u32, String> {
 
 fn parse_sessions(text: &str) -> Result<u64, String> {
     count(text, 1..=limits::MAX_SESSIONS)
+}
+
+fn parse_time_scale(text: &str) -> Result<f64, String> {
+    let scale: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number (example: 60)"))?;
+    if !(scale.is_finite() && scale > 0.0 && scale <= limits::MAX_TIME_SCALE) {
+        return Err(format!(
+            "'{text}' must be above 0 and at most {}",
+            limits::MAX_TIME_SCALE
+        ));
+    }
+    Ok(scale)
+}
+
+fn parse_replay_sessions(text: &str) -> Result<u64, String> {
+    count(text, 1..=limits::MAX_REPLAY_SESSIONS)
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if !(d.as_secs_f64() >= 0.1 && d.as_secs_f64() <= limits::MAX_DURATION.as_secs_f64()) {
+        return Err(format!(
+            "'{text}' must be 100ms to {}s",
+            limits::MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_start(text: &str) -> Result<Start, String> {

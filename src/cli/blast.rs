@@ -1,13 +1,18 @@
 //! `blast`: a scenario (or the seed example) with flag overrides, run on loopback.
 
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::BackendName;
 use super::args::BlastArgs;
 use super::output::{self, OutputFile};
 use super::{EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, Outcome, UsageError};
 use crate::blast::netns::WanPath;
-use crate::blast::{self, Backend, BlastConfig, Status};
+use crate::blast::{self, Backend, BlastConfig, Board, Status};
 use crate::limits;
 use crate::report::Export;
 use crate::scenario::Scenario;
@@ -33,6 +38,7 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
             config.accounts = clients;
         }
         config.clients = clients;
+        config.replay = None;
     }
     if let Some(accounts) = args.accounts {
         config.accounts = accounts;
@@ -45,24 +51,36 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
     }
     if let Some(start) = args.start {
         config.start = start;
+        config.replay = None;
     }
+    // Any flag that shapes a burst asks for one instead of the workload.
+    if args.duration.is_some() || args.accounts.is_some() {
+        config.replay = None;
+    }
+    if config.replay.is_none() && args.sessions.is_some() {
+        return Err(UsageError::flag(
+            "--sessions",
+            "",
+            "caps a replay of the scenario's [workload]; a burst (--clients, --start, \
+             --duration or --accounts) has --clients instead",
+        ));
+    }
+    config.time_scale = args.time_scale;
+    config.sessions = args.sessions;
+    config.interval = args.interval.map(seconds);
     if let Some(base) = args.base_port {
-        if base > config.max_port {
+        if base > config.server.max_port {
             return Err(UsageError::flag(
                 "--base-port",
                 &base.to_string(),
-                format!("is above the server's max_port {}", config.max_port),
+                format!("is above the server's max_port {}", config.server.max_port),
             ));
         }
-        config.base_port = base;
+        config.server.base_port = base;
     }
     // As `[client].allowed` in a file: a range no session could pass is bad input.
     if let Some(range) = args.allowed {
-        let server = crate::scenario::ServerConfig {
-            base_port: config.base_port,
-            ..scenario.server.clone()
-        };
-        if let Some(why) = server.unreachable(range) {
+        if let Some(why) = config.server.unreachable(range) {
             return Err(UsageError::flag("--allowed", &range.to_string(), why));
         }
     }
@@ -120,23 +138,160 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
     Ok(config)
 }
 
+/// The status line on a terminal: sessions, datagrams/s, elapsed of expected.
+struct StatusLine {
+    bar: ProgressBar,
+}
+
+impl StatusLine {
+    fn new(expected: f64) -> Option<Self> {
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(format!("starting, about {expected:.1} s"));
+        Some(Self { bar })
+    }
+
+    fn update(&self, board: &Board, datagrams_per_second: f64, elapsed: f64, expected: f64) {
+        self.bar.set_message(format!(
+            "sessions {} active, {} ok, {} failed | {:.0} datagrams/s | {:.1}/{:.1} s",
+            board.active.load(Ordering::Relaxed),
+            board.ok.load(Ordering::Relaxed),
+            board.failed.load(Ordering::Relaxed),
+            datagrams_per_second,
+            elapsed,
+            expected
+        ));
+        self.bar.tick();
+    }
+}
+
+/// Watches the board while the run goes: the status line (terminal) and interval lines.
+async fn watch_run(
+    board: Arc<Board>,
+    expected: f64,
+    interval: Option<Duration>,
+    text_lines: bool,
+    mut done: tokio::sync::watch::Receiver<bool>,
+) {
+    let status = StatusLine::new(expected);
+    let started = std::time::Instant::now();
+    let tick = Duration::from_millis(250);
+    let (mut last_sent, mut last_at) = (0u64, started);
+    let (mut window_sent, mut window_bytes, mut window_at) = (0u64, 0u64, started);
+    let mut next_interval = interval.map(|every| started + every);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            _ = done.wait_for(|&d| d) => break,
+        }
+        let now = std::time::Instant::now();
+        let sent = board.meter.sent.load(Ordering::Relaxed);
+        let rate = (sent - last_sent) as f64 / (now - last_at).as_secs_f64().max(1e-9);
+        (last_sent, last_at) = (sent, now);
+        if let Some(status) = &status {
+            status.update(&board, rate, (now - started).as_secs_f64(), expected);
+        }
+        if let (Some(due), Some(every)) = (next_interval, interval)
+            && now >= due
+        {
+            next_interval = Some(due + every);
+            let bytes = board.meter.delivered_bytes.load(Ordering::Relaxed);
+            let span = (now - window_at).as_secs_f64().max(1e-9);
+            if text_lines {
+                let line = format!(
+                    "[{:7.2} s] {:9.0} datagrams/s  goodput {:>13}  sessions {} active, {} ok, {} failed",
+                    (now - started).as_secs_f64(),
+                    (sent - window_sent) as f64 / span,
+                    crate::report::blast::rate((bytes - window_bytes) as f64 * 8.0 / span),
+                    board.active.load(Ordering::Relaxed),
+                    board.ok.load(Ordering::Relaxed),
+                    board.failed.load(Ordering::Relaxed),
+                );
+                match &status {
+                    Some(status) => status.bar.println(line),
+                    None => {
+                        let mut out = std::io::stdout();
+                        let _ = writeln!(out, "{line}");
+                        let _ = out.flush();
+                    }
+                }
+            }
+            (window_sent, window_bytes, window_at) = (sent, bytes, now);
+        }
+    }
+    if let Some(status) = status {
+        status.bar.finish_and_clear();
+    }
+}
+
 pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
     let config = config(args)?;
     output::preflight(&[("--pcap", args.pcap.as_deref())])?;
+    let prepared = blast::prepare(&config).map_err(|e| match e {
+        blast::BlastError::TimeScale(why) if why.starts_with("server.linger") => UsageError(why),
+        blast::BlastError::TimeScale(why) => UsageError::flag(
+            "--time-scale",
+            &config.time_scale.map_or(String::new(), |f| f.to_string()),
+            why,
+        ),
+        other => UsageError(other.to_string()),
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| UsageError(format!("cannot start the traffic engine: {e}")))?;
-    let limit = config.duration + config.handshake_timeout * 2 + DRAIN;
+    let handshake = config.handshake_timeout.as_secs_f64() / prepared.schedule.scale;
+    let limit =
+        Duration::from_secs_f64((prepared.header.expected_s * 1.5 + handshake * 2.0).min(1e7))
+            + DRAIN;
+    // Ctrl-C is ours before anything is printed or sent: it ends the run cleanly (and
+    // removes its namespaces) from the first line on.
+    let mut interrupt_signal = runtime
+        .block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        })
+        .map_err(|e| UsageError(format!("cannot watch for Ctrl-C: {e}")))?;
+    let text = args.format == crate::report::Format::Text;
+    if text {
+        // The header goes out before the first packet.
+        let mut out = std::io::stdout();
+        let _ = write!(
+            out,
+            "{}",
+            crate::report::blast::header_text(&prepared.header)
+        );
+        let _ = out.flush();
+    }
+    let board = Arc::new(Board::default());
     let result = runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // Ctrl-C stops the senders; the run drains and still reports.
         let interrupt = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupt_signal.recv().await.is_some() {
                 let _ = stop.send(true);
             }
         });
-        let run = tokio::time::timeout(limit, blast::run(&config, stopped)).await;
+        let (done, finished) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(watch_run(
+            Arc::clone(&board),
+            prepared.header.expected_s,
+            config.interval,
+            text,
+            finished,
+        ));
+        let run = tokio::time::timeout(
+            limit,
+            blast::run(&config, &prepared, stopped, Arc::clone(&board)),
+        )
+        .await;
+        let _ = done.send(true);
+        let _ = watcher.await;
         interrupt.abort();
         run
     });
@@ -160,7 +315,11 @@ pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
         });
     }
     Ok(Outcome {
-        stdout: report.render(args.format),
+        stdout: if text {
+            crate::report::blast::body_text(&report)
+        } else {
+            report.render(args.format)
+        },
         files,
         code: if report.interrupted {
             EXIT_INTERRUPTED

@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 
 use super::Export;
-use crate::blast::{BlastReport, SessionResult};
+use crate::blast::{BlastReport, Header, SessionResult};
 
-fn rate(bps: f64) -> String {
+/// A bit rate for people.
+pub fn rate(bps: f64) -> String {
     if bps >= 1e9 {
         format!("{:.2} Gbit/s", bps / 1e9)
     } else if bps >= 1e6 {
@@ -21,163 +22,274 @@ fn latency(s: &SessionResult) -> String {
     })
 }
 
+/// What the run is about to do: printed before the first packet.
+pub fn header_text(h: &Header) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "blast      {} backend, {} server: {}",
+        h.backend, h.os, h.sharing
+    );
+    let _ = writeln!(out, "load       {}", h.load_description);
+    let _ = writeln!(
+        out,
+        "sessions   {} in {} transfers, {} each, {}-byte datagrams",
+        h.planned_sessions,
+        h.transfers,
+        if h.rate_bps == 0 {
+            "unpaced".to_string()
+        } else {
+            rate(h.rate_bps as f64)
+        },
+        h.datagram
+    );
+    if let Some(capped) = &h.capped {
+        let _ = writeln!(out, "replaying  {capped}");
+    }
+    let _ = writeln!(
+        out,
+        "time       {:.1} s of the model at {}x: about {:.1} s (resolution {:.0} ms)",
+        h.model_s,
+        trim(h.time_scale),
+        h.expected_s,
+        h.resolution_ms
+    );
+    let allowed = h
+        .allowed
+        .map_or("every UDP port".to_string(), |r| format!("UDP {r}"));
+    let enforced = if h.backend == "netns" {
+        "nftables in the client namespace"
+    } else {
+        "modelled in process"
+    };
+    let _ = writeln!(
+        out,
+        "firewall   the client allows outbound {allowed} ({enforced})"
+    );
+    for g in &h.groups {
+        let _ = writeln!(
+            out,
+            "group      {} allows outbound UDP {} (modelled in process)",
+            g.name, g.allowed
+        );
+    }
+    out
+}
+
+fn trim(x: f64) -> String {
+    let text = format!("{x:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Everything after the header: the run's notes, the sessions, agreement and the verdict.
+pub fn body_text(r: &BlastReport) -> String {
+    let mut out = String::new();
+    if let Some(kernel) = &r.kernel {
+        let _ = writeln!(
+            out,
+            "hosts      client namespace {}, server namespace {} (veth, 198.18.0.0/15)",
+            kernel.client_namespace, kernel.server_namespace
+        );
+        let m = &kernel.mechanisms;
+        for (what, how) in [
+            ("delay", &m.delay),
+            ("loss", &m.loss),
+            ("bandwidth", &m.bandwidth),
+        ] {
+            if let Some(how) = how {
+                let _ = writeln!(out, "wan        {what}: {how}");
+            }
+        }
+        for (host, rules) in [
+            ("client", &kernel.client_ruleset),
+            ("server", &kernel.server_ruleset),
+        ] {
+            let _ = writeln!(out, "ruleset in force in the {host} namespace:");
+            for line in rules.lines() {
+                let _ = writeln!(out, "  | {line}");
+            }
+        }
+    }
+    for note in &r.notes {
+        let _ = writeln!(out, "note       {note}");
+    }
+    if r.interrupted {
+        let _ = writeln!(
+            out,
+            "INTERRUPTED: sending stopped early (Ctrl-C); this report covers the run until then"
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "  {:>5} {:>8} {:>7} {:>7} {:>6}  {:<11} {:<17} {:>13} {:>9} {:>9} {:>6} {:>6} {:>9}  latency p50/p99/max us",
+        "id",
+        "transfer",
+        "attempt",
+        "account",
+        "port",
+        "outcome",
+        "predicted",
+        "goodput",
+        "sent",
+        "received",
+        "lost",
+        "retx",
+        "handshake"
+    );
+    for s in &r.sessions {
+        let predicted = format!(
+            "{} {}{}",
+            s.predicted.outcome.name(),
+            s.predicted.port.map_or("-".to_string(), |p| p.to_string()),
+            if s.agree { "" } else { " (!)" }
+        );
+        let _ = writeln!(
+            out,
+            "  {:>5} {:>8} {:>7} {:>7} {:>6}  {:<11} {:<17} {:>13} {:>9} {:>9} {:>6} {:>6} {:>9}  {}",
+            s.id,
+            s.transfer,
+            s.attempt,
+            s.account,
+            s.port.map_or("-".to_string(), |p| p.to_string()),
+            s.outcome.name(),
+            predicted,
+            rate(s.goodput_bps),
+            s.sent,
+            s.received,
+            s.lost,
+            s.retransmitted,
+            s.handshake_ms
+                .map_or("-".to_string(), |ms| format!("{ms:.1} ms")),
+            latency(s)
+        );
+    }
+    let mut errors: std::collections::BTreeMap<&str, usize> = Default::default();
+    for error in r.sessions.iter().filter_map(|s| s.error.as_deref()) {
+        *errors.entry(error).or_default() += 1;
+    }
+    for (error, count) in errors {
+        let _ = writeln!(out, "  {count} x {error}");
+    }
+    let c = &r.counts;
+    let p = &r.predicted_counts;
+    let _ = writeln!(
+        out,
+        "\ncounts     {} sessions: {} ok, {} failed ({} blocked, {} refused attempts, {} retried); \
+         {} transfers, {} failed",
+        c.sessions,
+        c.ok,
+        c.failed,
+        c.blocked,
+        c.refused,
+        c.retried,
+        c.transfers,
+        c.transfers_failed
+    );
+    let _ = writeln!(
+        out,
+        "predicted  {} sessions: {} ok, {} failed ({} blocked, {} refused attempts, {} retried); \
+         {} transfers, {} failed",
+        p.sessions,
+        p.ok,
+        p.failed,
+        p.blocked,
+        p.refused,
+        p.retried,
+        p.transfers,
+        p.transfers_failed
+    );
+    let total = r.agreement.agree + r.agreement.disagree;
+    let _ = writeln!(
+        out,
+        "agreement  {} of {} sessions as the model predicts ({:.1} %)",
+        r.agreement.agree,
+        total,
+        if total == 0 {
+            100.0
+        } else {
+            f64::from(r.agreement.agree) * 100.0 / f64::from(total)
+        }
+    );
+    for d in &r.disagreements {
+        let _ = writeln!(
+            out,
+            "  session {}: predicted {} {}, got {} {}: {}",
+            d.id,
+            d.predicted.outcome.name(),
+            d.predicted.port.map_or("-".to_string(), |p| p.to_string()),
+            d.outcome.name(),
+            d.port.map_or("-".to_string(), |p| p.to_string()),
+            d.cause
+        );
+    }
+    for i in &r.intervals {
+        let _ = writeln!(
+            out,
+            "interval   {:7.2} s  {:9.0} datagrams/s  goodput {:>13}  {} active, {} ok, {} failed",
+            i.t,
+            i.datagrams_per_second,
+            rate(i.goodput_bps),
+            i.active,
+            i.ok,
+            i.failed
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nreceived {} datagrams in {:.2} s ({:.0}/s), goodput {}",
+        r.received_datagrams,
+        r.elapsed_s,
+        r.received_per_second,
+        rate(r.goodput_bps)
+    );
+    let rejected = &r.rejected;
+    let _ = writeln!(
+        out,
+        "rejected {} datagrams and control frames that were not a session's own \
+         (server {}, clients {}); they changed no outcome",
+        rejected.total, rejected.server, rejected.clients
+    );
+    if r.pcap_frames > 0 {
+        let _ = writeln!(out, "captured {} frames", r.pcap_frames);
+    }
+    let _ = writeln!(out, "\nverdict: {}", r.verdict.summary);
+    out
+}
+
 impl Export for BlastReport {
     fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "blast      {} backend, {} server: {}",
-            self.backend, self.os, self.sharing
-        );
-        let _ = writeln!(
-            out,
-            "clients    {} over {} accounts, {} each, {}-byte datagrams, {} s, starting {}",
-            self.clients,
-            self.accounts,
-            if self.rate_bps == 0 {
-                "unpaced".to_string()
-            } else {
-                rate(self.rate_bps as f64)
-            },
-            self.datagram,
-            self.duration_s,
-            match self.start {
-                crate::scenario::Start::Together => "together",
-                crate::scenario::Start::Staggered => "staggered",
-            }
-        );
-        let allowed = self
-            .verdict
-            .allowed
-            .map_or("every UDP port".to_string(), |r| format!("UDP {r}"));
-        let enforced = if self.kernel.is_some() {
-            "nftables in the client namespace"
-        } else {
-            "modelled in process"
-        };
-        let _ = writeln!(
-            out,
-            "firewall   the client allows outbound {allowed} ({enforced})"
-        );
-        if let Some(kernel) = &self.kernel {
-            let _ = writeln!(
-                out,
-                "hosts      client namespace {}, server namespace {} (veth, 198.18.0.0/15)",
-                kernel.client_namespace, kernel.server_namespace
-            );
-            let m = &kernel.mechanisms;
-            for (what, how) in [
-                ("delay", &m.delay),
-                ("loss", &m.loss),
-                ("bandwidth", &m.bandwidth),
-            ] {
-                if let Some(how) = how {
-                    let _ = writeln!(out, "wan        {what}: {how}");
-                }
-            }
-            for (host, rules) in [
-                ("client", &kernel.client_ruleset),
-                ("server", &kernel.server_ruleset),
-            ] {
-                let _ = writeln!(out, "ruleset in force in the {host} namespace:");
-                for line in rules.lines() {
-                    let _ = writeln!(out, "  | {line}");
-                }
-            }
-        }
-        for note in &self.notes {
-            let _ = writeln!(out, "note       {note}");
-        }
-        if self.interrupted {
-            let _ = writeln!(
-                out,
-                "INTERRUPTED: sending stopped early (Ctrl-C); this report covers the run until then"
-            );
-        }
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "  {:>5} {:>7} {:>6}  {:<11} {:>13} {:>9} {:>9} {:>6} {:>6} {:>8} {:>9}  latency p50/p99/max us",
-            "id",
-            "account",
-            "port",
-            "outcome",
-            "goodput",
-            "sent",
-            "received",
-            "lost",
-            "retx",
-            "filtered",
-            "handshake"
-        );
-        for s in &self.sessions {
-            let outcome = s.outcome.name();
-            let _ = writeln!(
-                out,
-                "  {:>5} {:>7} {:>6}  {:<11} {:>13} {:>9} {:>9} {:>6} {:>6} {:>8} {:>9}  {}",
-                s.id,
-                s.account,
-                s.port.map_or("-".to_string(), |p| p.to_string()),
-                outcome,
-                rate(s.goodput_bps),
-                s.sent,
-                s.received,
-                s.lost,
-                s.retransmitted,
-                s.filtered,
-                s.handshake_ms
-                    .map_or("-".to_string(), |ms| format!("{ms:.1} ms")),
-                latency(s)
-            );
-        }
-        let mut errors: std::collections::BTreeMap<&str, usize> = Default::default();
-        for error in self.sessions.iter().filter_map(|s| s.error.as_deref()) {
-            *errors.entry(error).or_default() += 1;
-        }
-        for (error, count) in errors {
-            let _ = writeln!(out, "  {count} x {error}");
-        }
-        let _ = writeln!(
-            out,
-            "\nreceived {} datagrams in {:.2} s ({:.0}/s), goodput {}",
-            self.received_datagrams,
-            self.elapsed_s,
-            self.received_per_second,
-            rate(self.goodput_bps)
-        );
-        let rejected = &self.rejected;
-        let _ = writeln!(
-            out,
-            "rejected {} datagrams and control frames that were not a session's own \
-             (server {}, clients {}); they changed no outcome",
-            rejected.total, rejected.server, rejected.clients
-        );
-        if self.pcap_frames > 0 {
-            let _ = writeln!(out, "captured {} frames", self.pcap_frames);
-        }
-        let _ = writeln!(out, "\nverdict: {}", self.verdict.summary);
-        out
+        header_text(&self.header) + &body_text(self)
     }
 
     fn csv(&self) -> String {
         let mut out = String::from(
-            "id,account,port,outcome,goodput_bps,sent,received,lost,retransmitted,filtered,handshake_ms,latency_p50_us,latency_p99_us,latency_max_us\n",
+            "id,transfer,attempt,account,group,start_s,holding_s,port,outcome,predicted,predicted_port,agree,goodput_bps,sent,received,lost,retransmitted,filtered,duplicates,handshake_ms,latency_p50_us,latency_p99_us,latency_max_us\n",
         );
         for s in &self.sessions {
             let opt = |v: Option<String>| v.unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 s.id,
+                s.transfer,
+                s.attempt,
                 s.account,
+                s.group,
+                s.start_s,
+                s.holding_s,
                 opt(s.port.map(|p| p.to_string())),
                 s.outcome.name(),
+                s.predicted.outcome.name(),
+                opt(s.predicted.port.map(|p| p.to_string())),
+                s.agree,
                 s.goodput_bps,
                 s.sent,
                 s.received,
                 s.lost,
                 s.retransmitted,
                 s.filtered,
+                s.duplicates,
                 opt(s.handshake_ms.map(|v| v.to_string())),
                 opt(s.latency_us.map(|l| l.p50.to_string())),
                 opt(s.latency_us.map(|l| l.p99.to_string())),

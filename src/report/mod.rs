@@ -1,7 +1,7 @@
 //! Reports as text, JSON and CSV behind one trait, [`Export`]. Every exporter renders to a
 //! `String` first, so a failure never leaves half a report on stdout.
 
-mod blast;
+pub mod blast;
 mod plan;
 pub mod plot;
 mod simulate;

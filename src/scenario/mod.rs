@@ -86,6 +86,14 @@ impl ServerConfig {
         SharingRule::for_os(self.os, self.udp_port_reuse)
     }
 
+    /// The allocator of this server: its rule, base port, cap, occupied ports and linger.
+    pub fn allocator(&self) -> crate::model::AllocatorConfig {
+        crate::model::AllocatorConfig::new(self.rule(), self.base_port)
+            .with_max_port(self.max_port)
+            .with_occupied(self.occupied.iter().copied())
+            .with_linger(self.linger.is_some())
+    }
+
     /// Why a client allowing only `range` could never pass a session (it shares no port with
     /// what the server hands out); `None` when it could.
     pub fn unreachable(&self, range: PortRange) -> Option<String> {
@@ -243,15 +251,17 @@ impl std::str::FromStr for Start {
 /// Packet-level traffic for `udprange blast` (`[traffic]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Traffic {
-    /// Clients started; by default the closed workload's `concurrent`, else 10.
+    /// Clients of a burst; by default the closed workload's `concurrent`, else 10.
     pub clients: u32,
     /// Target rate per session (default 10 Mbit/s, the vendor's default).
     pub rate: Bitrate,
     /// Datagram size, header included (default 1492 bytes).
     pub datagram: u16,
-    /// How long each client sends (default 5 s).
+    /// How long each client of a burst sends (default 5 s).
     pub duration: Duration,
-    pub start: Start,
+    /// A burst of `clients` identical transfers instead of the workload (`start`, or
+    /// `clients`, set in the file); `None`: blast replays `[workload]`.
+    pub start: Option<Start>,
     /// TCP control ("SSH") port on 127.0.0.1; 0 picks a free one (default).
     pub control_port: Port,
 }

@@ -849,7 +849,7 @@ fn traffic(
         rate: "10Mbps".parse().expect("valid default"),
         datagram: 1492,
         duration: Duration::from_secs_f64(DEFAULT_TRAFFIC_SECONDS),
-        start: Start::Together,
+        start: None,
         control_port: 0,
     };
     let Some(raw) = raw else {
@@ -864,6 +864,7 @@ fn traffic(
             ));
         }
         traffic.clients = *clients.get_ref();
+        traffic.start = Some(Start::Together);
     }
     if let Some(rate) = &raw.rate {
         if rate.get_ref().bits_per_second() > limits::MAX_BITRATE_BPS {
@@ -901,10 +902,12 @@ fn traffic(
         traffic.duration = d;
     }
     if let Some(start) = &raw.start {
-        traffic.start = start
-            .get_ref()
-            .parse()
-            .map_err(|e: String| at.error(start.span(), "traffic.start", e))?;
+        traffic.start = Some(
+            start
+                .get_ref()
+                .parse()
+                .map_err(|e: String| at.error(start.span(), "traffic.start", e))?,
+        );
     }
     if let Some(port) = raw.control_port {
         traffic.control_port = port;

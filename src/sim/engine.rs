@@ -14,9 +14,7 @@ use std::collections::BTreeSet;
 
 use super::queue::EventQueue;
 use super::series::OccupancySeries;
-use crate::model::{
-    AllocatorConfig, Closed, FirstFitSet, Port, PortAllocator, PortKey, PortRange, SharingRule,
-};
+use crate::model::{Closed, FirstFitSet, Port, PortAllocator, PortKey, PortRange, SharingRule};
 use crate::scenario::Scenario;
 use crate::workload::{Arrival, GroupIndex, Load, SimRng, SimTime, Workload};
 
@@ -382,11 +380,8 @@ pub fn run_observed<O: Observer>(
         let ports = SessionPorts::new(server.base_port, server.max_port, &server.occupied, linger);
         Engine::new(scenario, workload, spec, ports, rng, observer).run()
     } else {
-        let config = AllocatorConfig::new(scenario.rule(), server.base_port)
-            .with_max_port(server.max_port)
-            .with_occupied(server.occupied.iter().copied())
-            .with_linger(linger);
-        let ports = PortAllocator::new(config).expect("validated scenario has a valid server");
+        let ports =
+            PortAllocator::new(server.allocator()).expect("validated scenario has a valid server");
         Engine::new(scenario, workload, spec, ports, rng, observer).run()
     }
 }

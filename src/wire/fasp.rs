@@ -303,7 +303,7 @@ mod tests {
 
     #[rustfmt::skip]
     const DATA: [u8; 40] = [
-        2, 1, 0, 0,             // version 2, DATA, no flags
+        3, 1, 0, 0,             // version 3, DATA, no flags
         0, 0, 0, 7,             // session 7
         0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18, // token
         0, 0, 0, 0, 0, 0, 1, 0, // sequence 256
@@ -334,7 +334,7 @@ mod tests {
 
     #[rustfmt::skip]
     const NACK: [u8; 48] = [
-        2, 2, 0, 0, 0, 0, 0, 7,
+        3, 2, 0, 0, 0, 0, 0, 7,
         0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18,
         0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0,
@@ -359,7 +359,7 @@ mod tests {
 
     #[rustfmt::skip]
     const ACK: [u8; 68] = [
-        2, 3, 0, 1, 0, 0, 0, 7,     // ACK, HANDSHAKE, session 7
+        3, 3, 0, 1, 0, 0, 0, 7,     // ACK, HANDSHAKE, session 7
         0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18,
         0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 2,     // sent at 2 ns
@@ -372,7 +372,7 @@ mod tests {
 
     #[rustfmt::skip]
     const DONE: [u8; 52] = [
-        2, 4, 0, 0, 0, 0, 0, 7,     // DONE, session 7
+        3, 4, 0, 0, 0, 0, 0, 7,     // DONE, session 7
         0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18,
         0, 0, 0, 0, 0, 0, 0, 11,    // sequence: next new one
         0, 0, 0, 0, 0, 0, 0, 3,

@@ -34,8 +34,18 @@ pub mod control;
 pub mod fasp;
 
 /// Protocol version carried by every datagram and frame. Version 2 added the session
-/// token, the run key and server-assigned session ids.
-pub const VERSION: u8 = 2;
+/// token, the run key and server-assigned session ids; version 3 the BYE/FINAL exchange
+/// (60-byte control frames) and send timestamps on the real-time clock.
+pub const VERSION: u8 = 3;
+
+/// Now on the clock that send timestamps use: the real-time clock, since the Unix epoch.
+/// Sender and receiver read it independently (no shared epoch), so one-way latency is as
+/// exact as the two hosts' clocks agree; on one machine, exactly.
+pub fn clock_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
 
 /// Why bytes are not a valid datagram or frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -6,19 +6,25 @@ use std::time::Duration;
 
 use udprange::blast::{BlastConfig, BlastReport, Outcome, Status};
 use udprange::model::{PortRange, ServerOs};
+use udprange::scenario::ServerConfig;
 
 use crate::common::run_blast as run;
 
 fn config(os: ServerOs, base: u16, allowed_ports: u64, clients: u32, accounts: u32) -> BlastConfig {
+    let seed = BlastConfig::seed_example();
     BlastConfig {
-        os,
-        base_port: base,
+        server: ServerConfig {
+            os,
+            base_port: base,
+            ..seed.server.clone()
+        },
+        replay: None,
         allowed: Some(PortRange::from_count(base, allowed_ports).unwrap()),
         clients,
         accounts,
         duration: Duration::from_millis(1500),
         handshake_timeout: Duration::from_secs(1),
-        ..BlastConfig::seed_example()
+        ..seed
     }
 }
 
@@ -105,7 +111,7 @@ fn linux_shares_one_port() {
 #[test]
 fn server_cap_refuses() {
     let mut cfg = config(ServerOs::Windows, 61301, 10, 5, 5);
-    cfg.max_port = 61303;
+    cfg.server.max_port = 61303;
     let report = run(&cfg);
     let refused: Vec<_> = report
         .sessions
@@ -156,7 +162,6 @@ fn overload_is_reported_not_fatal() {
 fn data_that_arrived_unacknowledged_is_not_blocked() {
     use std::net::Ipv4Addr;
     use std::sync::Arc;
-    use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use udprange::blast::client::{self, ClientOutcome, ClientParams};
     use udprange::firewall::model::OutboundFilter;
@@ -221,9 +226,9 @@ fn data_that_arrived_unacknowledged_is_not_blocked() {
         let report = client::run(
             params,
             Arc::new(OutboundFilter::new(None)),
-            Instant::now(),
             stopped,
             None,
+            client::Hooks::default(),
         )
         .await;
         report.outcome

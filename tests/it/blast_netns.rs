@@ -15,7 +15,7 @@ use udprange::sim::{Context, Options, simulate, summarize};
 
 /// The kernel path, to this test alone among those that make namespaces, if it can run here;
 /// otherwise explains and skips (fails under CI).
-fn kernel_path() -> Option<MutexGuard<'static, ()>> {
+pub fn kernel_path() -> Option<MutexGuard<'static, ()>> {
     match netns::check_requirements() {
         Ok(()) => Some(crate::common::namespaces()),
         Err(e) => {
@@ -35,6 +35,7 @@ fn seed_with_twelve(backend: Backend) -> BlastConfig {
         duration: Duration::from_millis(1500),
         handshake_timeout: Duration::from_secs(1),
         backend,
+        replay: None,
         ..BlastConfig::seed_example()
     }
 }
@@ -133,6 +134,7 @@ fn wan_path_is_exercised_for_real() {
         duration: Duration::from_secs(2),
         handshake_timeout: Duration::from_secs(2),
         backend: Backend::Netns(path),
+        replay: None,
         ..BlastConfig::seed_example()
     };
     let report = run(&config);

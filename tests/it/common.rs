@@ -15,7 +15,10 @@ pub fn run_blast(config: &BlastConfig) -> BlastReport {
         .build()
         .unwrap();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    runtime.block_on(blast::run(config, stopped)).unwrap().0
+    runtime
+        .block_on(blast::run_simple(config, stopped))
+        .unwrap()
+        .0
 }
 
 /// Says loudly that a test cannot run here, and skips it (returns false). Under CI

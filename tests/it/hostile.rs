@@ -517,7 +517,6 @@ fn replays_and_wrong_keys_change_nothing() {
         .block_on(Server::start(
             AllocatorConfig::new(SharingRule::PerSession, 62601),
             0,
-            Instant::now(),
             ServerOptions::new(Ipv4Addr::LOCALHOST, key),
             None,
         ))

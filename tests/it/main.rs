@@ -14,6 +14,7 @@ mod hostile;
 mod netns_cleanup;
 mod per_account_model;
 mod properties;
+mod replay;
 mod scenario_properties;
 mod simulate_cli;
 mod simulator;
