@@ -164,6 +164,10 @@ pub struct Hooks {
     /// this fires (or is dropped, or the run is interrupted): a driver that keeps the
     /// model's order releases ports in that order, whichever client finished first.
     pub release: Option<oneshot::Receiver<()>>,
+    /// When set, the session waits after its grant until this fires (or is dropped) before
+    /// it sends: the sessions of one instant all get their ports first, then send together,
+    /// so that the last handshakes of a large burst do not compete with the first data.
+    pub go: Option<oneshot::Receiver<()>>,
 }
 
 /// Resolves when `stop` turns true; never, if nobody can turn it.
@@ -234,6 +238,12 @@ pub async fn run(
         params,
     };
     sender.local = sender.socket.local_addr().ok();
+    if let Some(go) = hooks.go.take() {
+        tokio::select! {
+            _ = go => {}
+            () = stopped(&mut stop) => {}
+        }
+    }
     sender.transfer(&mut report, &mut stop).await;
     if let Some(line) = &sender.delay {
         report.filtered += line.filtered.load(std::sync::atomic::Ordering::Relaxed);

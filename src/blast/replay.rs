@@ -9,7 +9,10 @@
 //!   REFUSED before the engine goes on, so the server hands out ports in the model's order;
 //! - the end of a session waits until its client has finished and the server has confirmed
 //!   the release (FINAL), so an arrival the model schedules after a release finds the port
-//!   free, however close together the two are.
+//!   free, however close together the two are; a client that finished early keeps its port
+//!   until the model ends it, so no release overtakes an earlier arrival either;
+//! - the sessions that start at one instant all get their ports before any of them sends,
+//!   so a burst of thousands does not handshake against its own traffic.
 //!
 //! The engine decides what happens next (retries, a closed source's next transfer) from the
 //! model's outcome, so the run follows the model's schedule and a disagreement stays one
@@ -136,6 +139,10 @@ pub struct Driver {
     stop: watch::Receiver<bool>,
     board: Arc<Board>,
     running: HashMap<u64, Running>,
+    /// Sessions granted at the current instant, waiting to send until it is over.
+    waiting: Vec<oneshot::Sender<()>>,
+    /// The model time of the last attempt.
+    instant: SimTime,
     rows: Vec<Row>,
     interrupted: bool,
 }
@@ -159,6 +166,8 @@ impl Driver {
             stop,
             board,
             running: HashMap::new(),
+            waiting: Vec::new(),
+            instant: SimTime::ZERO,
             rows: Vec::new(),
             interrupted: false,
         }
@@ -178,6 +187,7 @@ impl Driver {
             replication_rng(schedule.scenario.seed, 0),
             &mut self,
         );
+        self.go();
         // Interrupted: whatever still runs has been told to stop and drains quickly.
         let mut left: Vec<u64> = self.running.keys().copied().collect();
         left.sort_unstable();
@@ -190,7 +200,15 @@ impl Driver {
         (record, self.rows, interrupted)
     }
 
+    /// The sessions granted at the instant just over start sending.
+    fn go(&mut self) {
+        for go in self.waiting.drain(..) {
+            let _ = go.send(());
+        }
+    }
+
     fn finish(&mut self, session: u64) {
+        self.go();
         if let Some(Running {
             attempt,
             index,
@@ -277,6 +295,9 @@ pub fn unstarted(planned: &[Attempt], rows: &[Row]) -> Vec<Row> {
 
 impl Observer for Driver {
     fn advance(&mut self, at: SimTime) -> bool {
+        if at > self.instant {
+            self.go();
+        }
         let due = self.epoch
             + self
                 .schedule
@@ -302,10 +323,14 @@ impl Observer for Driver {
         let filter = Arc::clone(&self.side.filters[group]);
         let (granted, grant) = oneshot::channel();
         let (release, released) = oneshot::channel();
+        let (go, gate) = oneshot::channel();
+        self.instant = attempt.at;
+        self.waiting.push(go);
         let hooks = Hooks {
             meter: Some(Arc::clone(&self.board.meter)),
             granted: Some(granted),
             release: Some(released),
+            go: Some(gate),
         };
         let task = self.handle.spawn(client::run(
             params,
