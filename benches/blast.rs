@@ -8,10 +8,11 @@
 //!   same machine in the same run.
 //!   Each run also prints its loss.
 //!
-//! - `scale_4096_sessions`: 4096 sessions at once at 0.5 Mbit/s each for 5 s (about 171 000
-//!   datagrams/s, half of what loopback carries here) through the whole blast path: 4096
-//!   handshakes in the model's order, the data, 4096 releases. Each run prints its elapsed
-//!   time, the share of the offered datagrams delivered, and the process's peak RSS.
+//! - `scale_4096_sessions`: `udprange blast` (the binary, a fresh process per run) with 4096
+//!   sessions at once at 0.5 Mbit/s each for 5 s (about 171 000 datagrams/s, half of what
+//!   loopback carries here) through the whole path: 4096 handshakes in the model's order,
+//!   the data, 4096 releases. Each run prints its elapsed time, the share of the offered
+//!   datagrams delivered, and the largest peak RSS of the runs so far.
 //!
 //! `cargo bench --bench blast` (needs iperf3 for the comparison; it says so when missing);
 //! `cargo bench --bench blast -- scale` for the scale run alone.
@@ -247,71 +248,70 @@ fn loopback(c: &mut Criterion) {
     group.finish();
 }
 
-/// Peak resident set size of this process so far, in MiB.
-fn peak_rss_mib() -> f64 {
+/// The largest peak resident set size of any child process so far, in MiB.
+fn children_peak_rss_mib() -> f64 {
     // SAFETY: getrusage only writes the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
     usage.ru_maxrss as f64 / 1024.0
 }
 
+/// 4096 sessions as a user runs them: the `udprange` binary, a fresh process each time (so
+/// its peak RSS is the run's own).
 fn scale(c: &mut Criterion) {
-    const SESSIONS: u32 = 4096;
-    const RATE: u64 = 500_000;
-    const SENDING: Duration = Duration::from_secs(5);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let mut group = c.benchmark_group("scale_4096_sessions");
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_millis(100));
     group.measurement_time(Duration::from_secs(70));
-    let seed = BlastConfig::seed_example();
-    let config = BlastConfig {
-        server: ServerConfig {
-            base_port: 40001,
-            ..seed.server.clone()
+    let offered = 4096.0 * 5.0 * 500_000.0 / 8.0 / 1492.0;
+    let args = [
+        "blast",
+        "--clients",
+        "4096",
+        "--rate",
+        "0.5Mbps",
+        "--duration",
+        "5s",
+        "--base-port",
+        "40001",
+        "--allowed",
+        "40001-44096",
+        "--format",
+        "json",
+    ];
+    group.bench_function(
+        "udprange blast --clients 4096 --rate 0.5Mbps --duration 5s",
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let started = Instant::now();
+                    let output = Command::new(env!("CARGO_BIN_EXE_udprange"))
+                        .args(args)
+                        .stderr(Stdio::inherit())
+                        .output()
+                        .expect("udprange runs");
+                    let elapsed = started.elapsed();
+                    let report: serde_json::Value =
+                        serde_json::from_slice(&output.stdout).expect("a JSON report");
+                    let ok = report["sessions"]
+                        .as_array()
+                        .map_or(0, |s| s.iter().filter(|s| s["outcome"] == "ok").count());
+                    eprintln!(
+                        "  {ok}/4096 ok, elapsed {:.2} s, delivered {:.1} % of what 5 s offer, \
+                     agreement {}/4096, peak RSS {:.0} MiB",
+                        elapsed.as_secs_f64(),
+                        report["received_datagrams"].as_f64().unwrap_or(0.0) * 100.0 / offered,
+                        report["agreement"]["agree"],
+                        children_peak_rss_mib()
+                    );
+                    total += elapsed;
+                }
+                total
+            })
         },
-        allowed: PortRange::new(40001, 40000 + SESSIONS as u16).ok(),
-        replay: None,
-        clients: SESSIONS,
-        accounts: SESSIONS,
-        rate_bps: RATE,
-        duration: SENDING,
-        ..seed
-    };
-    let offered = f64::from(SESSIONS) * SENDING.as_secs_f64() * RATE as f64 / 8.0 / 1492.0;
-    group.bench_function("4096 x 0.5 Mbit/s for 5 s, loopback (elapsed)", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (_stop, stopped) = tokio::sync::watch::channel(false);
-                let started = Instant::now();
-                let (report, _) = runtime
-                    .block_on(blast::run_simple(&config, stopped))
-                    .expect("blast runs");
-                let elapsed = started.elapsed();
-                let ok = report
-                    .sessions
-                    .iter()
-                    .filter(|s| s.outcome == blast::Outcome::Ok)
-                    .count();
-                eprintln!(
-                    "  {ok}/{SESSIONS} ok, elapsed {:.2} s, delivered {:.1} % of what 5 s offer, \
-                     agreement {}/{}, peak RSS {:.0} MiB",
-                    elapsed.as_secs_f64(),
-                    report.received_datagrams as f64 * 100.0 / offered,
-                    report.agreement.agree,
-                    report.sessions.len(),
-                    peak_rss_mib()
-                );
-                total += elapsed;
-            }
-            total
-        })
-    });
+    );
     group.finish();
 }
 

@@ -911,7 +911,24 @@ fn verdict(
     } else if blocked > 0 || refused > 0 {
         let covered =
             |r: PortRange| allowed.is_none_or(|a| a.contains(r.first()) && a.contains(r.last()));
+        // Client groups behind ranges of their own fail on their own ranges, not this one.
+        let mut groups: Vec<&str> = sessions
+            .iter()
+            .filter(|s| s.outcome == Outcome::Blocked && s.group != "default")
+            .map(|s| s.group.as_str())
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let default_blocked = sessions
+            .iter()
+            .any(|s| s.outcome == Outcome::Blocked && s.group == "default");
         let fix = match (refused, required) {
+            (0, _) if !default_blocked && !groups.is_empty() => format!(
+                "; every blocked session is in client group(s) {} behind a range of its own, \
+                 while range {} passed every session of its own clients",
+                groups.join(", "),
+                shown(allowed)
+            ),
             (0, Some(r)) if covered(r) => format!(
                 "; the range covers the {r} this load needs, so something else on the path \
                  drops the UDP data"
@@ -1266,24 +1283,89 @@ fn raise_descriptor_limit() {
 }
 
 /// A host's firewall for this run as `udprange rules --syntax nftables --side SIDE
-/// --default-drop --peer OTHER-HOST` prints it: the same code path.
-pub fn ruleset(config: &BlastConfig, control_port: Port, side: Side) -> Result<String, BlastError> {
+/// --default-drop --peer OTHER-HOST` prints it: the same code path. Client groups with
+/// ranges of their own (`groups`: each one's source address and range) get rules of their
+/// own at the top of the client's chain, and the server takes them in from the test subnet.
+pub fn ruleset(
+    config: &BlastConfig,
+    control_port: Port,
+    side: Side,
+    groups: &[(Ipv4Addr, &crate::scenario::ClientGroup)],
+) -> Result<String, BlastError> {
     let udp = config
         .allowed
         .or_else(|| PortRange::new(config.server.base_port, config.server.max_port).ok())
         .ok_or_else(|| BlastError::Server("no UDP range to allow".into()))?;
     let (peer, role) = match side {
-        Side::Client => (netns::SERVER_ADDR, "client firewall, outbound to"),
-        Side::Server => (netns::CLIENT_ADDR, "server firewall, inbound from"),
+        Side::Client => (
+            Peer::host(IpAddr::V4(netns::SERVER_ADDR)),
+            "client firewall, outbound to",
+        ),
+        Side::Server if groups.is_empty() => (
+            Peer::host(IpAddr::V4(netns::CLIENT_ADDR)),
+            "server firewall, inbound from",
+        ),
+        Side::Server => (
+            Peer {
+                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 0)),
+                prefix: netns::PREFIX_LEN,
+            },
+            "server firewall, inbound from",
+        ),
     };
     let openings = Requirements::new(control_port, udp, false).openings(side);
     let mut set = RuleSet::new(side, openings);
-    set.peer = Some(Peer::host(IpAddr::V4(peer)));
+    set.peer = Some(peer);
     set.default_drop = true;
+    let shown = if peer.prefix == 32 {
+        peer.addr.to_string()
+    } else {
+        format!("{}/{}", peer.addr, peer.prefix)
+    };
     set.header = vec![format!(
-        "udprange blast --backend netns: {role} {peer}, UDP {udp}"
+        "udprange blast --backend netns: {role} {shown}, UDP {udp}"
     )];
-    rules::render(&set, Syntax::Nftables).map_err(|e| BlastError::Server(e.to_string()))
+    let text =
+        rules::render(&set, Syntax::Nftables).map_err(|e| BlastError::Server(e.to_string()))?;
+    if side == Side::Server || groups.is_empty() {
+        return Ok(text);
+    }
+    // Each group decides its own UDP first: the first verdict in a chain wins.
+    let mut own = String::new();
+    for (addr, group) in groups {
+        let name: String = group
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let r = group.allowed;
+        let ports = if r.first() == r.last() {
+            r.first().to_string()
+        } else {
+            format!("{}-{}", r.first(), r.last())
+        };
+        own.push_str(&format!(
+            "\t\tip saddr {addr} ip daddr {} udp dport {ports} accept comment \"FASP data, client group {name}\"\n\
+             \t\tip saddr {addr} meta l4proto udp drop comment \"UDP outside client group {name}'s openings\"\n",
+            netns::SERVER_ADDR
+        ));
+    }
+    let mut out = String::new();
+    let mut placed = false;
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if !placed && line.contains("type filter hook output") {
+            out.push_str(&own);
+            placed = true;
+        }
+    }
+    if !placed {
+        return Err(BlastError::Server(
+            "the client ruleset has no output chain for the client groups' rules".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// The control ("SSH") port inside the server namespace when none is asked for.
@@ -1296,13 +1378,20 @@ async fn run_netns(
     stop: watch::Receiver<bool>,
     board: Arc<Board>,
 ) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
-    if !prepared.schedule.scenario.client.groups.is_empty() {
-        return Err(BlastError::TimeScale(
-            "client groups with ranges of their own run on --backend loopback; the netns \
-             backend has one client address and one ruleset"
-                .into(),
-        ));
+    let groups = &prepared.schedule.scenario.client.groups;
+    if groups.len() > netns::MAX_GROUP_ADDRESSES {
+        return Err(BlastError::TimeScale(format!(
+            "client.groups: the netns backend gives each group an address of its own, at \
+             most {}; this scenario has {}",
+            netns::MAX_GROUP_ADDRESSES,
+            groups.len()
+        )));
     }
+    let group_hosts: Vec<(Ipv4Addr, &crate::scenario::ClientGroup)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (netns::group_addr(i + 1), g))
+        .collect();
     let started = Instant::now();
     netns::check_requirements()?;
     let notes = netns::remove_leftovers();
@@ -1311,9 +1400,12 @@ async fn run_netns(
         0 => NETNS_CONTROL_PORT,
         port => port,
     };
-    let client_ruleset = ruleset(config, control_port, Side::Client)?;
+    for (addr, _) in &group_hosts {
+        hosts.add_client_address(*addr)?;
+    }
+    let client_ruleset = ruleset(config, control_port, Side::Client, &group_hosts)?;
     hosts.load_rules(&hosts.client_ns, &client_ruleset)?;
-    let server_ruleset = ruleset(config, control_port, Side::Server)?;
+    let server_ruleset = ruleset(config, control_port, Side::Server, &group_hosts)?;
     hosts.load_rules(&hosts.server_ns, &server_ruleset)?;
     let emulator_delay = hosts.impair(&path)?;
     let capture = (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit)));
@@ -1367,8 +1459,13 @@ async fn run_netns(
     let client_ns = hosts.client_ns.clone();
     let side = ClientSide {
         control,
-        addresses: vec![netns::CLIENT_ADDR],
-        filters: vec![Arc::new(OutboundFilter::new(None))],
+        addresses: std::iter::once(netns::CLIENT_ADDR)
+            .chain(group_hosts.iter().map(|(addr, _)| *addr))
+            .collect(),
+        // The kernel's ruleset filters; the in-process filter passes everything.
+        filters: (0..=group_hosts.len())
+            .map(|_| Arc::new(OutboundFilter::new(None)))
+            .collect(),
         delay: emulator_delay,
         capture: capture.clone(),
         key,

@@ -24,7 +24,15 @@ const NETNS_DIR: &str = "/var/run/netns";
 /// The server's and the client's addresses on the veth pair (RFC 2544 benchmarking range).
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const PREFIX_LEN: u8 = 30;
+/// The test hosts' subnet: room for the client groups' own addresses.
+pub const PREFIX_LEN: u8 = 24;
+/// Most client groups the client namespace gives addresses of their own.
+pub const MAX_GROUP_ADDRESSES: usize = 200;
+
+/// The address client group `group` (from 1) sends from in the client namespace.
+pub fn group_addr(group: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 10 + group.min(MAX_GROUP_ADDRESSES) as u8)
+}
 
 static RUNS: AtomicU32 = AtomicU32::new(0);
 
@@ -294,6 +302,21 @@ impl TestHosts {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         Ok(hosts)
+    }
+
+    /// Gives the client namespace one more address (a client group's own).
+    pub fn add_client_address(&self, addr: Ipv4Addr) -> Result<(), NetnsError> {
+        let cidr = format!("{addr}/{PREFIX_LEN}");
+        ip(&[
+            "-n",
+            &self.client_ns,
+            "addr",
+            "add",
+            &cidr,
+            "dev",
+            &self.client_if,
+        ])
+        .map(|_| ())
     }
 
     /// Loads an nftables ruleset into one of the namespaces, atomically (`nft -f`).

@@ -66,10 +66,15 @@ pub fn header_text(h: &Header) -> String {
         out,
         "firewall   the client allows outbound {allowed} ({enforced})"
     );
-    for g in &h.groups {
+    for (i, g) in h.groups.iter().enumerate() {
+        let how = if h.backend == "netns" {
+            format!("nftables, from {}", crate::blast::netns::group_addr(i + 1))
+        } else {
+            "modelled in process".to_string()
+        };
         let _ = writeln!(
             out,
-            "group      {} allows outbound UDP {} (modelled in process)",
+            "group      {} allows outbound UDP {} ({how})",
             g.name, g.allowed
         );
     }

@@ -326,18 +326,39 @@ fn a_time_scale_beyond_the_resolution_is_refused() {
     assert_eq!(output.status.code(), Some(2));
 }
 
-/// On the kernel path too: a trace and a closed load agree with the model session by
-/// session, through the real nftables ruleset.
+/// On the kernel path too: a trace, a closed load and client groups (each sending from an
+/// address of its own through rules of its own) agree with the model session by session,
+/// through the real nftables ruleset.
 #[test]
 fn netns_replays_agree() {
     let Some(_namespaces) = crate::blast_netns::kernel_path() else {
         return;
     };
-    for name in ["trace-replay", "seed-windows-12-clients"] {
+    for name in [
+        "trace-replay",
+        "seed-windows-12-clients",
+        "partners-narrow-range",
+    ] {
         let scenario = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
         let config = quick(&scenario, 40, Backend::Netns(Default::default()));
         let report = run(&config);
         assert_agrees(name, &report);
-        assert!(report.kernel.is_some());
+        let kernel = report.kernel.as_ref().unwrap();
+        if name == "partners-narrow-range" {
+            assert!(
+                kernel.client_ruleset.contains(
+                    "ip saddr 198.18.0.11 ip daddr 198.18.0.1 udp dport 33001-33005 accept"
+                ),
+                "{}",
+                kernel.client_ruleset
+            );
+            assert!(
+                report
+                    .sessions
+                    .iter()
+                    .any(|s| s.group == "partners" && s.outcome == Outcome::Blocked),
+                "the partners' own range blocks some of them"
+            );
+        }
     }
 }
