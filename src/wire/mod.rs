@@ -26,6 +26,11 @@
 //!    session grows with the gaps it has seen, never with the sequence numbers a datagram
 //!    claims, and has a fixed ceiling.
 //!
+//! 5. **What a client reports comes over its own control connection.** The receiver's
+//!    counters and latency reach the client in FINAL, the server's answer to the client's
+//!    BYE on the session's TCP connection; acknowledgements on UDP only prove the path. A
+//!    datagram cannot forge a session's final counts.
+//!
 //! Tokens protect against peers that can send but not read the session's traffic (anyone on
 //! the same host or path without capture rights). A `--pcap` file holds tokens; it is a
 //! record of a finished run, whose tokens are dead.

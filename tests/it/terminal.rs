@@ -163,4 +163,12 @@ fn blast_finishes_on_a_terminal() {
         "{}",
         end(&shown)
     );
+    // The status line ran while the packets flowed: sessions, datagrams/s, elapsed/expected.
+    assert!(
+        shown.contains("sessions 10 active, 0 ok, 0 failed |")
+            && shown.contains("datagrams/s |")
+            && shown.contains("/1.0 s"),
+        "no status line:\n{}",
+        end(&shown)
+    );
 }
