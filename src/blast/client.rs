@@ -12,7 +12,6 @@
 //! answers FINAL with the receiver's counters and latency. The client's report is built from
 //! what crossed the wire and nothing else, so a server on another host reports the same way.
 
-use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,10 +23,11 @@ use tokio::sync::{oneshot, watch};
 use super::capture::Capture;
 use super::delay::DelayLine;
 use super::pacing::Pacer;
+use super::sender::{Heard, SenderState};
 use crate::firewall::model::OutboundFilter;
 use crate::model::Port;
 use crate::wire::control::{self, CONTROL_LEN, ControlRepr, LatencyUs, RefusedReason};
-use crate::wire::fasp::{self, Message, ReceiverStats, Repr, flags};
+use crate::wire::fasp::{self, Message, ReceiverStats, Repr};
 
 /// The clients' address: another loopback address than the server's, so that a client's
 /// ephemeral UDP port never takes a port the server is about to hand out (on one machine
@@ -232,7 +232,6 @@ pub async fn run(
         filter,
         capture,
         meter: hooks.meter,
-        acknowledged: std::sync::atomic::AtomicU64::new(0),
         buffer: vec![0u8; usize::from(params.datagram)],
         control: stream,
         params,
@@ -315,20 +314,16 @@ struct Sender {
     filter: Arc<OutboundFilter>,
     capture: Option<Arc<Capture>>,
     meter: Option<Arc<Meter>>,
-    /// Distinct datagrams the receiver has acknowledged so far.
-    acknowledged: std::sync::atomic::AtomicU64,
     buffer: Vec<u8>,
     /// The session's control connection: open for the session's life.
     control: TcpStream,
     params: ClientParams,
 }
 
-/// The sender's progress through its session.
+/// The sender's progress through its session: when it started, and its state machine.
 struct Progress {
     start: Instant,
-    next_sequence: u64,
-    retransmit: BTreeSet<u64>,
-    acked: bool,
+    state: SenderState,
 }
 
 impl Sender {
@@ -381,9 +376,7 @@ impl Sender {
     async fn transfer(&mut self, report: &mut ClientReport, stop: &mut watch::Receiver<bool>) {
         let mut progress = Progress {
             start: Instant::now(),
-            next_sequence: 0,
-            retransmit: BTreeSet::new(),
-            acked: false,
+            state: SenderState::new(self.server, self.grant.session, self.grant.token),
         };
         let start = progress.start;
         let mut pacer = Pacer::new(self.params.rate_bps, self.params.datagram);
@@ -397,7 +390,7 @@ impl Sender {
 
         // Sending phase.
         while !interrupted && Instant::now() < sending_until {
-            if !progress.acked && Instant::now() >= handshake_deadline {
+            if !progress.state.proven() && Instant::now() >= handshake_deadline {
                 report.outcome = self.confirm_blocked(stop).await;
                 return;
             }
@@ -407,10 +400,7 @@ impl Sender {
                 if total >= budget {
                     break;
                 }
-                let (sequence, again) = match progress.retransmit.pop_first() {
-                    Some(s) => (s, true),
-                    None => (progress.next_sequence, false),
-                };
+                let (sequence, again) = progress.state.next_to_send();
                 let repr = self.data(sequence);
                 if self.send(&repr, report).await {
                     if again {
@@ -419,16 +409,13 @@ impl Sender {
                         report.sent += 1;
                     }
                 }
-                if !again {
-                    progress.next_sequence += 1;
-                }
                 pacer.sent(1);
             }
             // Wait for the next datagram's turn, reading replies meanwhile.
             let wake = (start + pacer.next_due())
                 .min(sending_until)
                 .max(Instant::now());
-            let wake = if progress.acked {
+            let wake = if progress.state.proven() {
                 wake
             } else {
                 wake.min(handshake_deadline)
@@ -446,14 +433,14 @@ impl Sender {
             }
         }
         report.sending = start.elapsed();
-        if !progress.acked {
+        if !progress.state.proven() {
             if interrupted {
                 report.outcome = ClientOutcome::Interrupted;
                 return;
             }
             // Data never got an answer: wait out the handshake timeout as the client would.
             let acknowledged = tokio::select! {
-                () = self.await_ack(handshake_deadline, &mut incoming, report, &mut progress) => progress.acked,
+                () = self.await_ack(handshake_deadline, &mut incoming, report, &mut progress) => progress.state.proven(),
                 () = stopped(stop) => {
                     report.outcome = ClientOutcome::Interrupted;
                     return;
@@ -517,7 +504,7 @@ impl Sender {
         report: &mut ClientReport,
         progress: &mut Progress,
     ) {
-        while !progress.acked {
+        while !progress.state.proven() {
             match tokio::time::timeout_at(deadline.into(), self.socket.recv_from(incoming)).await {
                 Ok(Ok((len, from))) => self.on_reply(from, &incoming[..len], report, progress),
                 Ok(Err(_)) => {}
@@ -563,8 +550,8 @@ impl Sender {
         }
     }
 
-    /// Takes a datagram that reached the client's socket: only its server's replies to its
-    /// own session count; everything else is rejected.
+    /// Takes a datagram that reached the client's socket: the state machine decides what it
+    /// means; the report and the meter count it.
     fn on_reply(
         &self,
         from: SocketAddr,
@@ -572,68 +559,36 @@ impl Sender {
         report: &mut ClientReport,
         progress: &mut Progress,
     ) {
-        let repr = match fasp::parse(bytes) {
-            Ok(repr)
-                if from == self.server
-                    && repr.session == self.grant.session
-                    && repr.token == self.grant.token =>
-            {
-                repr
-            }
-            _ => {
+        let (proved, delivered) = match progress.state.on_reply(from, bytes) {
+            Heard::Rejected => {
                 report.rejected += 1;
                 return;
             }
+            Heard::Ack {
+                proved,
+                delivered,
+                last,
+            } => {
+                if last {
+                    report.final_stats = progress.state.final_stats();
+                }
+                (proved, delivered)
+            }
+            Heard::Nack { proved, .. } => (proved, 0),
         };
-        match repr.message {
-            Message::Ack { flags: f, stats } => {
-                let before = self
-                    .acknowledged
-                    .fetch_max(stats.received, std::sync::atomic::Ordering::Relaxed);
-                if let Some(meter) = &self.meter
-                    && stats.received > before
-                {
-                    let (new, payload) = (
-                        stats.received - before,
-                        u64::from(self.params.datagram) - fasp::HEADER_LEN as u64,
-                    );
-                    meter
-                        .delivered
-                        .fetch_add(new, std::sync::atomic::Ordering::Relaxed);
-                    meter
-                        .delivered_bytes
-                        .fetch_add(new * payload, std::sync::atomic::Ordering::Relaxed);
-                }
-                if f & flags::HANDSHAKE != 0 && !progress.acked {
-                    progress.acked = true;
-                    report.handshake = Some(progress.start.elapsed());
-                }
-                if f & flags::FINAL != 0 {
-                    report.final_stats = Some(stats);
-                }
-            }
-            Message::Nack { missing } => {
-                // A NACK proves the path as well as an ACK does.
-                if !progress.acked {
-                    progress.acked = true;
-                    report.handshake = Some(progress.start.elapsed());
-                }
-                let next_sequence = progress.next_sequence;
-                for range in missing {
-                    let end = range
-                        .first
-                        .saturating_add(u64::from(range.count))
-                        .min(next_sequence);
-                    // Bounded: a NACK cannot make the client resend more than it sent.
-                    for sequence in range.first..end {
-                        if progress.retransmit.len() as u64 >= next_sequence {
-                            break;
-                        }
-                        progress.retransmit.insert(sequence);
-                    }
-                }
-            }
-            Message::Data { .. } | Message::Done { .. } => report.rejected += 1,
+        if proved {
+            report.handshake = Some(progress.start.elapsed());
+        }
+        if let Some(meter) = &self.meter
+            && delivered > 0
+        {
+            let payload = u64::from(self.params.datagram) - fasp::HEADER_LEN as u64;
+            meter
+                .delivered
+                .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+            meter
+                .delivered_bytes
+                .fetch_add(delivered * payload, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -654,9 +609,9 @@ impl Sender {
             normal
         };
         while report.final_stats.is_none() && Instant::now() < deadline {
-            while let Some(sequence) = progress.retransmit.pop_first() {
+            while let Some(sequence) = progress.state.owed() {
                 if report.sent + report.retransmitted >= self.params.max_datagrams {
-                    progress.retransmit.clear();
+                    progress.state.forgive();
                     break;
                 }
                 let repr = self.data(sequence);
@@ -665,9 +620,9 @@ impl Sender {
                 }
             }
             let done = self.datagram(
-                progress.next_sequence,
+                progress.state.next_sequence(),
                 Message::Done {
-                    sent: progress.next_sequence,
+                    sent: progress.state.next_sequence(),
                     retransmitted: report.retransmitted,
                 },
             );

@@ -14,6 +14,7 @@ pub mod netns;
 pub mod pacing;
 pub mod receiver;
 pub mod replay;
+pub mod sender;
 pub mod server;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
