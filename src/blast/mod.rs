@@ -614,6 +614,25 @@ pub fn prepare(config: &BlastConfig) -> Result<Prepared, BlastError> {
     let (record, attempts) = schedule.predict();
     let transfers = attempts.iter().map(|a| a.transfer + 1).max().unwrap_or(0);
     let model_s = record.counts.duration_s;
+    let expected = model_s / schedule.scale;
+    if expected > MAX_DURATION.as_secs_f64() {
+        return Err(BlastError::TimeScale(format!(
+            "this load would take {expected:.0} s on the wall clock ({model_s:.0} s of the \
+             model at {}x), more than the {} s a run may take; raise --time-scale or lower \
+             --sessions",
+            schedule.scale,
+            MAX_DURATION.as_secs()
+        )));
+    }
+    let handshake =
+        SimTime::from_secs_f64(schedule.scenario.workload.handshake_timeout.as_secs_f64());
+    let concurrent = most_at_once(&attempts, handshake);
+    if concurrent > u64::from(MAX_CLIENTS) {
+        return Err(BlastError::TimeScale(format!(
+            "this load has {concurrent} sessions open at once, more than the {MAX_CLIENTS} a \
+             run may hold; lower --sessions or use a scenario with less concurrency"
+        )));
+    }
     let scenario = &schedule.scenario;
     let (load, load_description) = match schedule.load {
         Load::Scenario => (
@@ -681,6 +700,29 @@ pub fn prepare(config: &BlastConfig) -> Result<Prepared, BlastError> {
         required,
         planned: attempts,
     })
+}
+
+/// The most sessions the model has open at once: each attempt holds its port from its
+/// start for its holding time (passed) or the handshake timeout (blocked).
+fn most_at_once(attempts: &[crate::sim::Attempt], handshake: SimTime) -> u64 {
+    let mut edges: Vec<(SimTime, i8)> = Vec::with_capacity(attempts.len() * 2);
+    for a in attempts {
+        let held = match a.decision {
+            Decision::Passed { .. } => a.holding,
+            Decision::Blocked { .. } => handshake,
+            Decision::Refused => continue,
+        };
+        edges.push((a.at, 1));
+        edges.push((a.at.after(held), -1));
+    }
+    // Ends before starts at one instant, as the engine orders them.
+    edges.sort_unstable();
+    let (mut open, mut most) = (0i64, 0i64);
+    for (_, step) in edges {
+        open += i64::from(step);
+        most = most.max(open);
+    }
+    most as u64
 }
 
 fn latency(latency: LatencyUs) -> Latency {
@@ -1641,6 +1683,30 @@ mod tests {
             ..seed
         };
         assert_eq!(prepare(&ok).unwrap().schedule.scale, 800.0);
+    }
+
+    #[test]
+    fn a_run_too_long_or_too_wide_is_refused_before_it_starts() {
+        let (_, attempts) = burst(ServerOs::Windows, 12, 12)
+            .schedule()
+            .unwrap()
+            .predict();
+        assert_eq!(most_at_once(&attempts, SimTime::from_secs_f64(20.0)), 12);
+        let slow = BlastConfig {
+            time_scale: Some(0.001),
+            ..burst(ServerOs::Windows, 2, 2)
+        };
+        let Err(BlastError::TimeScale(why)) = prepare(&slow) else {
+            panic!("accepted");
+        };
+        assert!(why.starts_with("this load would take 5000 s"), "{why}");
+        let trace = Scenario::load("scenarios/linux-no-reuse-poisson.toml".as_ref()).unwrap();
+        let long = BlastConfig {
+            sessions: Some(100_000),
+            time_scale: Some(10.0),
+            ..BlastConfig::from_scenario(&trace)
+        };
+        assert!(matches!(prepare(&long), Err(BlastError::TimeScale(_))));
     }
 
     #[test]

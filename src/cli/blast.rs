@@ -234,7 +234,11 @@ pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
     let config = config(args)?;
     output::preflight(&[("--pcap", args.pcap.as_deref())])?;
     let prepared = blast::prepare(&config).map_err(|e| match e {
-        blast::BlastError::TimeScale(why) if why.starts_with("server.linger") => UsageError(why),
+        blast::BlastError::TimeScale(why)
+            if why.starts_with("server.linger") || why.starts_with("this load") =>
+        {
+            UsageError(why)
+        }
         blast::BlastError::TimeScale(why) => UsageError::flag(
             "--time-scale",
             &config.time_scale.map_or(String::new(), |f| f.to_string()),
