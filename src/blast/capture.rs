@@ -1,12 +1,15 @@
 //! `--pcap`: the synthetic traffic as Ethernet/IPv4/UDP frames with valid checksums, built
 //! with `pnet_packet`, kept in memory up to a limit and written whole at the end.
+//!
+//! The clients and the server each keep a capture of their own (they share nothing but the
+//! wire); [`merge`] joins the two files by time, as two taps on one link would.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pcap_file::DataLink;
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::{self, MutableIpv4Packet};
@@ -123,6 +126,36 @@ impl Capture {
     }
 }
 
+/// Joins pcap files (as [`Capture::take_bytes`] writes them) into one, frames in time order
+/// (a stable sort: one side's frames keep their order), at most `limit` frames. Returns the
+/// file and its frame count.
+pub fn merge(parts: &[Vec<u8>], limit: u64) -> (Vec<u8>, u64) {
+    let mut frames: Vec<(std::time::Duration, Vec<u8>)> = Vec::new();
+    for part in parts {
+        let Ok(mut reader) = PcapReader::new(part.as_slice()) else {
+            continue;
+        };
+        while let Some(Ok(packet)) = reader.next_packet() {
+            frames.push((packet.timestamp, packet.data.into_owned()));
+        }
+    }
+    frames.sort_by_key(|(at, _)| *at);
+    frames.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let header = PcapHeader {
+        datalink: DataLink::ETHERNET,
+        ..PcapHeader::default()
+    };
+    let mut writer = PcapWriter::with_header(Vec::new(), header).expect("writing to memory");
+    let mut written = 0;
+    for (at, bytes) in &frames {
+        let packet = PcapPacket::new(*at, bytes.len() as u32, bytes);
+        if writer.write_packet(&packet).is_ok() {
+            written += 1;
+        }
+    }
+    (writer.into_writer(), written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +203,23 @@ mod tests {
             udp::ipv4_checksum(&raw.to_immutable(), &LOOPBACK, &LOOPBACK),
             0
         );
+    }
+
+    #[test]
+    fn two_sides_merge_in_time_order_within_the_limit() {
+        let (client, server) = (Capture::new(10), Capture::new(10));
+        let a = SocketAddr::from((LOOPBACK, 1));
+        client.record(a, a, b"1");
+        server.record(a, a, b"2");
+        client.record(a, a, b"3");
+        let (bytes, frames) = merge(&[client.take_bytes(), server.take_bytes()], 2);
+        assert_eq!(frames, 2);
+        let mut reader = PcapReader::new(bytes.as_slice()).unwrap();
+        let mut payloads = Vec::new();
+        while let Some(Ok(packet)) = reader.next_packet() {
+            payloads.push(*packet.data.last().unwrap());
+        }
+        assert_eq!(payloads, b"12");
     }
 
     #[test]

@@ -1044,7 +1044,7 @@ fn assemble(
     config: &BlastConfig,
     prepared: &Prepared,
     outcomes: Outcomes,
-    capture: Option<&Capture>,
+    pcap: Option<(Vec<u8>, u64)>,
 ) -> (BlastReport, Option<Vec<u8>>) {
     let Outcomes {
         mut rows,
@@ -1110,7 +1110,7 @@ fn assemble(
             clients: client_rejected,
             total: server.rejected + client_rejected,
         },
-        pcap_frames: capture.map_or(0, Capture::frames),
+        pcap_frames: pcap.as_ref().map_or(0, |(_, frames)| *frames),
         kernel: None,
         intervals,
         notes: server
@@ -1125,7 +1125,7 @@ fn assemble(
             .collect(),
         sessions,
     };
-    (report, capture.map(Capture::take_bytes))
+    (report, pcap.map(|(bytes, _)| bytes))
 }
 
 /// Samples the board every `every` until `done`; an interval report each time.
@@ -1253,7 +1253,7 @@ async fn run_loopback(
     board: Arc<Board>,
 ) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
     let started = Instant::now();
-    let capture = (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit)));
+    let (capture, server_capture) = captures(config);
     let key = server::new_secret();
     let options = ServerOptions {
         max_datagrams: config.max_datagrams,
@@ -1263,7 +1263,7 @@ async fn run_loopback(
         config.allocator(),
         config.control_port,
         options,
-        capture.clone(),
+        server_capture.clone(),
     )
     .await?;
     let filters = group_filters(prepared, config.allowed);
@@ -1295,7 +1295,30 @@ async fn run_loopback(
         intervals,
         elapsed: started.elapsed(),
     };
-    Ok(assemble(config, prepared, outcomes, capture.as_deref()))
+    let pcap = merged(config, capture, server_capture);
+    Ok(assemble(config, prepared, outcomes, pcap))
+}
+
+/// The clients' capture and the server's, each its own, when `--pcap` asks for one.
+type Captures = (Option<Arc<Capture>>, Option<Arc<Capture>>);
+
+fn captures(config: &BlastConfig) -> Captures {
+    let one = || (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit)));
+    (one(), one())
+}
+
+/// The two sides' captures as one file, frames in time order.
+fn merged(
+    config: &BlastConfig,
+    client: Option<Arc<Capture>>,
+    server: Option<Arc<Capture>>,
+) -> Option<(Vec<u8>, u64)> {
+    let parts: Vec<Vec<u8>> = [client, server]
+        .into_iter()
+        .flatten()
+        .map(|c| c.take_bytes())
+        .collect();
+    (!parts.is_empty()).then(|| capture::merge(&parts, config.pcap_limit))
 }
 
 /// The process's descriptor limits (soft, hard), if the system says.
@@ -1451,7 +1474,7 @@ async fn run_netns(
     let server_ruleset = ruleset(config, control_port, Side::Server, &group_hosts)?;
     hosts.load_rules(&hosts.server_ns, &server_ruleset)?;
     let emulator_delay = hosts.impair(&path)?;
-    let capture = (config.pcap_limit > 0).then(|| Arc::new(Capture::new(config.pcap_limit)));
+    let (capture, server_capture) = captures(config);
     let key = server::new_secret();
 
     // The emulator: a thread in the server namespace with a runtime of its own.
@@ -1463,7 +1486,7 @@ async fn run_netns(
         delay: emulator_delay,
         ..ServerOptions::new(netns::SERVER_ADDR, key)
     };
-    let (allocator, server_capture) = (config.allocator(), capture.clone());
+    let (allocator, emulator_capture) = (config.allocator(), server_capture.clone());
     let server_thread = std::thread::spawn(move || -> ServerRecord {
         let fail = |ready: tokio::sync::oneshot::Sender<_>, e: String| {
             let _ = ready.send(Err(e));
@@ -1481,7 +1504,7 @@ async fn run_netns(
             Err(e) => return fail(ready, e.to_string()),
         };
         runtime.block_on(async move {
-            match Server::start(allocator, control_port, options, server_capture).await {
+            match Server::start(allocator, control_port, options, emulator_capture).await {
                 Ok(server) => {
                     let _ = ready.send(Ok(server.control_addr()));
                     let _ = finished.await;
@@ -1546,7 +1569,8 @@ async fn run_netns(
         intervals,
         elapsed: started.elapsed(),
     };
-    let (mut report, pcap) = assemble(config, prepared, outcomes, capture.as_deref());
+    let pcap = merged(config, capture, server_capture);
+    let (mut report, pcap) = assemble(config, prepared, outcomes, pcap);
     report.kernel = Some(KernelPath {
         client_ruleset,
         server_ruleset,
