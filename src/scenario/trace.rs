@@ -8,25 +8,13 @@
 //! 4.5,90s,bob
 //! ```
 
+use crate::workload::spec::TraceRecord;
 use std::collections::HashMap;
 use std::path::Path;
 
 use super::ScenarioError;
 use crate::limits::{self, MAX_SIM_SECONDS, MAX_SIM_TEXT, MAX_TRACE_BYTES, MAX_TRACE_SESSIONS};
 use crate::units::{Duration, parse_non_negative};
-
-/// One replayed session.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TraceRecord {
-    /// Seconds from the start of the trace.
-    pub start: f64,
-    /// Seconds the session lasts.
-    pub duration: f64,
-    /// Account number, in order of first appearance (0-based).
-    pub account: u64,
-    /// Name of the client group, if the trace gives one.
-    pub group: Option<String>,
-}
 
 fn seconds(text: &str) -> Option<f64> {
     parse_non_negative(text)

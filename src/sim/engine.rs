@@ -16,7 +16,7 @@ use super::queue::EventQueue;
 use super::series::OccupancySeries;
 use crate::model::{Closed, FirstFitSet, Port, PortAllocator, PortKey, PortRange, SharingRule};
 use crate::scenario::Scenario;
-use crate::workload::{Arrival, GroupIndex, Load, SimRng, SimTime, Workload};
+use crate::workload::{Arrival, GroupIndex, Load, SimRng, SimTime, Stream};
 
 /// What the model decided for one attempt of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,7 +333,7 @@ struct Transfer {
 
 struct Engine<'a, 'o, P, O> {
     scenario: &'a Scenario,
-    workload: Workload<'a>,
+    workload: Stream<'a>,
     observer: &'o mut O,
     next_transfer: u64,
     spec: RunSpec,
@@ -375,7 +375,7 @@ pub fn run_observed<O: Observer>(
 ) -> RunRecord {
     let server = &scenario.server;
     let linger = server.linger.is_some();
-    let workload = Workload::new(scenario, load);
+    let workload = Stream::new(&scenario.workload, &scenario.client.groups, load);
     if scenario.rule() == SharingRule::PerSession {
         let ports = SessionPorts::new(server.base_port, server.max_port, &server.occupied, linger);
         Engine::new(scenario, workload, spec, ports, rng, observer).run()
@@ -389,7 +389,7 @@ pub fn run_observed<O: Observer>(
 impl<'a, 'o, P: PortTable, O: Observer> Engine<'a, 'o, P, O> {
     fn new(
         scenario: &'a Scenario,
-        workload: Workload<'a>,
+        workload: Stream<'a>,
         spec: RunSpec,
         ports: P,
         rng: SimRng,

@@ -2,7 +2,7 @@
 //! think times, or a burst of identical clients together or staggered), holding times,
 //! accounts, client groups, multi-session transfers and retries with backoff.
 //!
-//! A [`Workload`] knows no clock. It yields transfers ([`Arrival`]s: when, for how long, which
+//! A [`Stream`] knows no clock. It yields transfers ([`Arrival`]s: when, for how long, which
 //! account and client group) and answers what follows an outcome (the wait before a retry,
 //! a closed source's think time). The simulator drives it on simulated time
 //! ([`crate::sim`]); `blast` drives the very same engine on the wall clock, compressed by its
@@ -10,6 +10,7 @@
 //! replication 0 of `simulate` and a `blast` replay see the same sessions.
 
 mod sample;
+pub mod spec;
 mod time;
 
 pub use sample::{
@@ -17,7 +18,7 @@ pub use sample::{
 };
 pub use time::SimTime;
 
-use crate::scenario::{Arrivals, Retry, Scenario, Stop};
+use spec::{Arrivals, ClientGroup, Retry, Stop, Workload};
 
 /// Which generator yields the transfers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,8 +50,8 @@ enum Generator<'a> {
     },
 }
 
-/// The load of one replication; see the module docs.
-pub struct Workload<'a> {
+/// The transfers of one replication, in order; see the module docs.
+pub struct Stream<'a> {
     generator: Generator<'a>,
     holding: Sampler,
     groups: GroupPicker,
@@ -62,9 +63,9 @@ pub struct Workload<'a> {
     warmup: SimTime,
 }
 
-impl<'a> Workload<'a> {
-    pub fn new(scenario: &'a Scenario, load: Load) -> Self {
-        let workload = &scenario.workload;
+impl<'a> Stream<'a> {
+    /// The stream of `workload` (with its client `groups`), or of a burst.
+    pub fn new(workload: &'a Workload, groups: &'a [ClientGroup], load: Load) -> Self {
         let generator = match load {
             Load::Together { clients, holding } => Generator::Burst {
                 clients,
@@ -82,7 +83,7 @@ impl<'a> Workload<'a> {
                 holding,
                 spacing,
             },
-            Load::Scenario => match (&workload.arrivals, OpenArrivals::new(scenario)) {
+            Load::Scenario => match (&workload.arrivals, OpenArrivals::new(workload, groups)) {
                 (_, Some(open)) => Generator::Open(open),
                 (Arrivals::Closed { concurrent, think }, None) => Generator::Closed {
                     // Validation caps `concurrent` far below u32::MAX.
@@ -96,7 +97,7 @@ impl<'a> Workload<'a> {
         Self {
             generator,
             holding: Sampler::new(&workload.holding),
-            groups: GroupPicker::new(&scenario.client.groups),
+            groups: GroupPicker::new(groups),
             accounts: workload.accounts,
             sessions_per_transfer: if burst {
                 1

@@ -8,8 +8,8 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Exp, Exp1, LogNormal, Pareto};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use super::spec::{Arrivals, ClientGroup, Holding, TraceRecord, Workload};
 use super::time::SimTime;
-use crate::scenario::{Arrivals, ClientGroup, Holding, Scenario, TraceRecord};
 
 /// The generator: xoshiro256++, fully specified, so streams never change with a dependency
 /// update or a platform.
@@ -143,8 +143,8 @@ pub struct OpenArrivals<'a> {
 
 impl<'a> OpenArrivals<'a> {
     /// `None` for closed workloads.
-    pub fn new(scenario: &'a Scenario) -> Option<Self> {
-        let stream = match &scenario.workload.arrivals {
+    pub fn new(workload: &'a Workload, groups: &'a [ClientGroup]) -> Option<Self> {
+        let stream = match &workload.arrivals {
             Arrivals::Poisson { rate } => Stream::Constant {
                 mean_gap: 1.0 / rate.per_second(),
             },
@@ -158,15 +158,10 @@ impl<'a> OpenArrivals<'a> {
         Some(Self {
             stream,
             clock: 0.0,
-            holding: Sampler::new(&scenario.workload.holding),
-            accounts: scenario.workload.accounts,
-            groups: GroupPicker::new(&scenario.client.groups),
-            group_names: scenario
-                .client
-                .groups
-                .iter()
-                .map(|g| g.name.as_str())
-                .collect(),
+            holding: Sampler::new(&workload.holding),
+            accounts: workload.accounts,
+            groups: GroupPicker::new(groups),
+            group_names: groups.iter().map(|g| g.name.as_str()).collect(),
         })
     }
 
