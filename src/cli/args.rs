@@ -1,5 +1,8 @@
 //! The clap definitions: every flag, its help text, default and example. Completions and the
 //! man page are generated from these same definitions.
+// The doc comments are the command line's help text: `[expect]`, `[server]` name sections of
+// a scenario file, not items.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -52,12 +55,14 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run the [expect] section of every scenario and report one line each; exit 1 if any fails.
     Check(CheckArgs),
-    /// Blast FASP-like traffic through the client's firewall on loopback and report which
-    /// sessions get through: exit 0 when the range is sufficient, 1 when not, 3 when sessions
-    /// failed only for reasons that are not the range's (inconclusive), 130 after Ctrl-C.
+    /// Replay a scenario's load with real FASP-like packets through the client's firewall and
+    /// report, session by session, what got through beside what the model predicts: exit 0
+    /// when the range is sufficient, 1 when not, 3 when sessions failed only for reasons that
+    /// are not the range's (inconclusive), 130 after Ctrl-C.
     ///
-    /// Without a file it runs the embedded seed example (windows, 10 clients, 33001-33010).
-    /// Flags override the scenario's [server], [client] and [traffic] settings.
+    /// Without a file it replays the embedded seed example (windows, 10 concurrent transfers,
+    /// 33001-33010). --clients, --start, --duration or --accounts run a burst of identical
+    /// transfers instead. Flags override the scenario's [server], [client] and [traffic].
     Blast(BlastArgs),
     /// Combine shard files written by `simulate --shard I/N --out FILE` into the result of
     /// one whole run.

@@ -2,7 +2,7 @@
 //!
 //! Reading happens in two steps. Serde reads the text into `raw` structs that mirror the file
 //! (unknown keys are errors, unit strings parse into unit types, every value keeps its
-//! position); [`Scenario::from_raw`] then checks what a single key cannot say alone (a cap below
+//! position); `raw::validate` then checks what a single key cannot say alone (a cap below
 //! the base port, `closed` without `concurrent`, a lognormal without `sd`…). Every error is one
 //! [`ScenarioError`] naming the file, line, column and key path:
 //!
