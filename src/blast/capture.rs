@@ -209,8 +209,12 @@ mod tests {
     fn two_sides_merge_in_time_order_within_the_limit() {
         let (client, server) = (Capture::new(10), Capture::new(10));
         let a = SocketAddr::from((LOOPBACK, 1));
+        // pcap stamps have microseconds: frames a millisecond apart have an order.
+        let tick = || std::thread::sleep(std::time::Duration::from_millis(2));
         client.record(a, a, b"1");
+        tick();
         server.record(a, a, b"2");
+        tick();
         client.record(a, a, b"3");
         let (bytes, frames) = merge(&[client.take_bytes(), server.take_bytes()], 2);
         assert_eq!(frames, 2);

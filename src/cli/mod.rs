@@ -197,8 +197,9 @@ fn server_spec(args: &SizingArgs) -> Result<ServerSpec, UsageError> {
         os: args.os,
         udp_port_reuse: !args.no_udp_port_reuse,
         base_port: args.base_port,
-        max_port: args.max_port,
+        max_port: args.max_port.unwrap_or(crate::model::MAX_PORT),
         occupied: args.occupied(),
+        linger: None,
     })
 }
 

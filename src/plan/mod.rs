@@ -22,55 +22,24 @@
 
 pub mod erlang;
 
-use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::model::{
-    AllocatorConfig, Port, PortAllocator, PortRange, ServerOs, SessionRef, SharingRule,
-};
+use crate::model::{AllocatorConfig, Port, PortAllocator, PortRange, SessionRef, SharingRule};
 use erlang::{LossModel, SingleSession};
 
-/// The transfer server as far as port allocation goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSpec {
-    pub os: ServerOs,
-    /// Linux only: `true` (vendor default) lets all sessions share one port.
-    pub udp_port_reuse: bool,
-    /// First UDP port handed out (default 33001).
-    pub base_port: Port,
-    /// Highest UDP port the server hands out, if capped.
-    pub max_port: Option<Port>,
-    /// Ports held by other services on the server.
-    pub occupied: BTreeSet<Port>,
-}
+/// The transfer server `plan` sizes for: the one description of a server.
+pub use crate::model::Server as ServerSpec;
 
-impl ServerSpec {
-    /// Vendor defaults: base 33001, port reuse on, no cap, nothing occupied.
-    pub fn new(os: ServerOs) -> Self {
-        Self {
-            os,
-            udp_port_reuse: true,
-            base_port: AllocatorConfig::DEFAULT_BASE,
-            max_port: None,
-            occupied: BTreeSet::new(),
-        }
-    }
-
-    pub fn rule(&self) -> SharingRule {
-        SharingRule::for_os(self.os, self.udp_port_reuse)
-    }
-
-    fn allocator(&self) -> Result<PortAllocator, PlanError> {
-        let mut config = AllocatorConfig::new(SharingRule::PerSession, self.base_port)
-            .with_occupied(self.occupied.iter().copied());
-        if let Some(max_port) = self.max_port {
-            config = config.with_max_port(max_port);
-        }
-        PortAllocator::new(config).map_err(|e| PlanError::Invalid {
-            field: Field::MaxPort,
-            reason: e.to_string(),
-        })
-    }
+/// An allocator that counts ports for `server`: one key per port (the sharing rule is applied
+/// by the caller, who turns sessions into keys), its base, cap and occupied ports.
+fn counting_allocator(server: &ServerSpec) -> Result<PortAllocator, PlanError> {
+    let config = AllocatorConfig::new(SharingRule::PerSession, server.base_port)
+        .with_occupied(server.occupied.iter().copied())
+        .with_max_port(server.max_port);
+    PortAllocator::new(config).map_err(|e| PlanError::Invalid {
+        field: Field::MaxPort,
+        reason: e.to_string(),
+    })
 }
 
 /// A fixed concurrent workload (the seed's "10 concurrent connections").
@@ -230,9 +199,9 @@ fn occupied_in(server: &ServerSpec, range: PortRange) -> Vec<Port> {
 /// `demand` is the input blamed when the ports run out and neither the occupied ports nor
 /// the cap are the cause.
 pub fn range_for(server: &ServerSpec, ports: u64, demand: Field) -> Result<PortRange, PlanError> {
-    let mut allocator = server.allocator()?;
+    let mut allocator = counting_allocator(server)?;
     let available = allocator.free_ports() as u64;
-    let last_possible = server.max_port.unwrap_or(crate::model::MAX_PORT);
+    let last_possible = server.max_port;
     if ports > available {
         let occupied = occupied_in(
             server,
@@ -242,7 +211,7 @@ pub fn range_for(server: &ServerSpec, ports: u64, demand: Field) -> Result<PortR
         .len() as u64;
         let field = if ports <= available + occupied {
             Field::Occupied
-        } else if server.max_port.is_some() {
+        } else if server.is_capped() {
             Field::MaxPort
         } else {
             demand
@@ -390,7 +359,7 @@ pub fn plan_capacity(
     }
     let rule = server.rule();
     let model = demand.loss_model(rule)?;
-    let available = server.allocator()?.free_ports() as u64;
+    let available = counting_allocator(server)?.free_ports() as u64;
     let Some(ports_needed) = model.ports_for(target_blocking, available) else {
         // More ports than the server can hand out: let range_for say which input is at fault
         // when some port count would do; otherwise no port space is large enough.
@@ -427,6 +396,7 @@ pub fn plan_capacity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ServerOs;
 
     fn server(os: ServerOs) -> ServerSpec {
         ServerSpec::new(os)
@@ -489,7 +459,7 @@ mod tests {
         s.occupied.insert(65531);
         let err = size(&s, &Transfers::concurrent(6)).unwrap_err();
         assert_eq!(err.field(), Field::Occupied);
-        s.max_port = Some(65533);
+        s.max_port = 65533;
         let err = size(&s, &Transfers::concurrent(5)).unwrap_err();
         assert_eq!(err.field(), Field::MaxPort);
         assert_eq!(

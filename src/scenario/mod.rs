@@ -29,12 +29,11 @@
 mod raw;
 mod trace;
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::model::{Port, PortRange, ServerOs, SharingRule};
-use crate::units::{Duration, Probability};
+use crate::model::{Port, PortRange, SharingRule};
+use crate::units::Probability;
 
 pub use crate::workload::spec::{
     Arrivals, ClientGroup, Holding, Retry, Start, Stop, TraceRecord, Traffic, Workload,
@@ -70,43 +69,8 @@ impl fmt::Display for ScenarioError {
     }
 }
 
-/// A simulated transfer server.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerConfig {
-    pub os: ServerOs,
-    pub udp_port_reuse: bool,
-    pub base_port: Port,
-    /// Highest port handed out; 65535 when uncapped.
-    pub max_port: Port,
-    pub occupied: BTreeSet<Port>,
-    /// How long a key keeps its port after its last session ends.
-    pub linger: Option<Duration>,
-}
-
-impl ServerConfig {
-    pub fn rule(&self) -> SharingRule {
-        SharingRule::for_os(self.os, self.udp_port_reuse)
-    }
-
-    /// The allocator of this server: its rule, base port, cap, occupied ports and linger.
-    pub fn allocator(&self) -> crate::model::AllocatorConfig {
-        crate::model::AllocatorConfig::new(self.rule(), self.base_port)
-            .with_max_port(self.max_port)
-            .with_occupied(self.occupied.iter().copied())
-            .with_linger(self.linger.is_some())
-    }
-
-    /// Why a client allowing only `range` could never pass a session (it shares no port with
-    /// what the server hands out); `None` when it could.
-    pub fn unreachable(&self, range: PortRange) -> Option<String> {
-        (range.last() < self.base_port || range.first() > self.max_port).then(|| {
-            format!(
-                "lies outside the ports the server hands out ({}-{})",
-                self.base_port, self.max_port
-            )
-        })
-    }
-}
+/// A scenario's `[server]`: the one description of a server ([`crate::model::Server`]).
+pub use crate::model::Server as ServerConfig;
 
 /// The clients: the range under test, and groups with ranges of their own.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -186,6 +150,7 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ServerOs;
 
     fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         Scenario::parse(text, Path::new("t.toml"))
