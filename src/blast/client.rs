@@ -187,7 +187,12 @@ pub async fn run(
 ) -> ClientReport {
     let mut report = ClientReport::unstarted(&params, ClientOutcome::Ok);
     let control = tokio::select! {
-        answer = tokio::time::timeout(params.handshake_timeout, handshake(&params)) => answer,
+        // The control connection is TCP: it gets at least QUERY_TIMEOUT whatever the time
+        // scale made of the handshake timeout (which bounds the UDP path's proof).
+        answer = tokio::time::timeout(
+            params.handshake_timeout.max(QUERY_TIMEOUT),
+            handshake(&params),
+        ) => answer,
         () = stopped(&mut stop) => Ok(Err(ClientOutcome::Interrupted)),
     };
     let (stream, grant) = match control {
