@@ -262,6 +262,77 @@ pub async fn run(
     report
 }
 
+/// Asks the server at `control` how it hands out ports (DESCRIBE), with the run's `key`.
+/// Everything it says is checked: a description that makes no sense is an error, not a run.
+pub async fn describe(
+    control: SocketAddr,
+    key: u64,
+    timeout: Duration,
+) -> Result<crate::model::Server, String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(control)
+            .await
+            .map_err(|e| format!("cannot reach {control}: {e}"))?;
+        stream
+            .write_all(&ControlRepr::Describe { key }.to_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut frame = [0u8; CONTROL_LEN];
+        let mut read = async |stream: &mut TcpStream| {
+            stream
+                .read_exact(&mut frame)
+                .await
+                .map_err(|e| format!("{control} closed the connection: {e}"))?;
+            control::parse(&frame).map_err(|e| format!("{control} answered garbage: {e}"))
+        };
+        let (os, udp_port_reuse, base_port, max_port, occupied) = match read(&mut stream).await? {
+            ControlRepr::Server {
+                os,
+                udp_port_reuse,
+                base_port,
+                max_port,
+                occupied,
+                ..
+            } => (os, udp_port_reuse, base_port, max_port, occupied),
+            ControlRepr::Refused { reason } => {
+                return Err(format!("{control} refused to describe itself: {reason}"));
+            }
+            other => return Err(format!("{control} answered {other:?} to DESCRIBE")),
+        };
+        if base_port == 0 || max_port < base_port {
+            return Err(format!(
+                "{control} says it hands out ports {base_port}-{max_port}, which is no range"
+            ));
+        }
+        if u64::from(occupied) > u64::from(max_port - base_port) + 1 {
+            return Err(format!(
+                "{control} says {occupied} of its {} ports are occupied",
+                u32::from(max_port - base_port) + 1
+            ));
+        }
+        let mut ports = std::collections::BTreeSet::new();
+        while ports.len() < occupied as usize {
+            match read(&mut stream).await? {
+                ControlRepr::Occupied { len, ports: some } if len > 0 => {
+                    ports.extend(some[..usize::from(len)].iter().copied());
+                }
+                other => return Err(format!("{control} answered {other:?} for occupied ports")),
+            }
+        }
+        Ok(crate::model::Server {
+            os,
+            udp_port_reuse,
+            base_port,
+            max_port,
+            occupied: ports,
+            linger: None,
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("{control} did not describe itself within {timeout:?}"))?
+}
+
 /// What the server granted.
 #[derive(Debug, Clone, Copy)]
 struct Grant {

@@ -87,6 +87,9 @@ pub enum Backend {
     Loopback,
     /// Two network namespaces, a veth pair, real nftables, and this WAN path.
     Netns(WanPath),
+    /// Only the clients run here; the server is `udprange serve` at `control`, and the path
+    /// between the two hosts — the user's own network and firewalls — is under test.
+    Remote { control: SocketAddr, key: u64 },
 }
 
 /// The wall time a replay aims for when no time scale is given.
@@ -152,7 +155,7 @@ impl BlastConfig {
             Backend::Netns(path) => {
                 (path.delay.unwrap_or_default() + path.jitter.unwrap_or_default()) * 4
             }
-            Backend::Loopback => Duration::ZERO,
+            Backend::Loopback | Backend::Remote { .. } => Duration::ZERO,
         };
         replay::RESOLUTION + wan
     }
@@ -667,6 +670,7 @@ pub fn prepare(config: &BlastConfig) -> Result<Prepared, BlastError> {
         backend: match config.backend {
             Backend::Loopback => "loopback",
             Backend::Netns(_) => "netns",
+            Backend::Remote { .. } => "remote",
         },
         os: config.server.os.name(),
         sharing: config.rule().describe(),
@@ -1092,6 +1096,14 @@ fn assemble(
         &sessions,
         &server.foreign_ports,
     );
+    let mut verdict = verdict;
+    if agreement.disagree > 0 {
+        verdict.summary.push_str(&format!(
+            "; {} of {} sessions did not do what the model predicts (see agreement)",
+            agreement.disagree,
+            sessions.len()
+        ));
+    }
     let client_rejected = sessions.iter().map(|s| s.rejected).sum::<u64>();
     let report = BlastReport {
         header: prepared.header.clone(),
@@ -1191,6 +1203,9 @@ pub async fn run(
     match config.backend {
         Backend::Loopback => run_loopback(config, prepared, stop, board).await,
         Backend::Netns(path) => run_netns(config, prepared, path, stop, board).await,
+        Backend::Remote { control, key } => {
+            run_remote(config, prepared, control, key, stop, board).await
+        }
     }
 }
 
@@ -1321,6 +1336,58 @@ fn merged(
     (!parts.is_empty()).then(|| capture::merge(&parts, config.pcap_limit))
 }
 
+/// Only the clients, against `udprange serve` at `control`: the path between the hosts is
+/// under test, so no filter runs in this process and every port the path passes passes.
+async fn run_remote(
+    config: &BlastConfig,
+    prepared: &Prepared,
+    control: SocketAddr,
+    key: u64,
+    stop: watch::Receiver<bool>,
+    board: Arc<Board>,
+) -> Result<(BlastReport, Option<Vec<u8>>), BlastError> {
+    let started = Instant::now();
+    let (capture, _) = captures(config);
+    let groups = prepared.schedule.scenario.client.groups.len();
+    let side = ClientSide {
+        control,
+        addresses: vec![Ipv4Addr::UNSPECIFIED; groups + 1],
+        filters: (0..=groups)
+            .map(|_| Arc::new(OutboundFilter::new(None)))
+            .collect(),
+        delay: None,
+        capture: capture.clone(),
+        key,
+        rate_bps: config.rate_bps,
+        datagram: config.datagram,
+        max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
+    };
+    let (sampler, sampled) = start_intervals(config, &board);
+    let handle = tokio::runtime::Handle::current();
+    let plan = prepared.clone();
+    let driver_stop = stop.clone();
+    let (rows, interrupted) =
+        tokio::task::spawn_blocking(move || drive(handle, &plan, side, driver_stop, board))
+            .await
+            .map_err(|e| BlastError::Server(format!("the driver failed: {e}")))?;
+    let intervals = end_intervals(sampler, sampled).await;
+    let outcomes = Outcomes {
+        rows,
+        interrupted: interrupted || *stop.borrow(),
+        server: ServerRecord::default(),
+        intervals,
+        elapsed: started.elapsed(),
+    };
+    let pcap = merged(config, capture, None);
+    let (mut report, pcap) = assemble(config, prepared, outcomes, pcap);
+    report.notes.push(format!(
+        "the path between this host and the server at {control} was under test: nothing \
+         filtered here, so what passed is what that path passes; the server's own counters \
+         of rejected datagrams stay there"
+    ));
+    Ok((report, pcap))
+}
+
 /// The process's descriptor limits (soft, hard), if the system says.
 pub(crate) fn descriptor_limits() -> Option<(u64, u64)> {
     let mut limit = libc::rlimit {
@@ -1335,7 +1402,7 @@ pub(crate) fn descriptor_limits() -> Option<(u64, u64)> {
 /// Every session holds a few descriptors (control connection, UDP sockets, the server's
 /// side): the soft limit goes up to the hard one, as a server would be configured, so that
 /// a large run is not cut short by a shell's default of 1024.
-fn raise_descriptor_limit() {
+pub fn raise_descriptor_limit() {
     if let Some((soft, hard)) = descriptor_limits()
         && soft < hard
     {

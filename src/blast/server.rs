@@ -53,7 +53,7 @@ pub fn pending_limit() -> usize {
 }
 
 /// How the emulator runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// The address it listens on (127.0.0.1 on loopback, 198.18.0.1 in its namespace).
     pub address: Ipv4Addr,
@@ -65,6 +65,34 @@ pub struct ServerOptions {
     pub key: u64,
     /// Most sessions at once.
     pub max_sessions: u32,
+    /// What the server answers a DESCRIBE with (its OS rule and port limits); `None`: it
+    /// refuses to describe itself.
+    pub describe: Option<crate::model::Server>,
+    /// Where to report each session's start and end (`udprange serve` prints them).
+    pub events: Option<mpsc::UnboundedSender<SessionEvent>>,
+}
+
+/// A session starting or ending at the server, for a log line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    Opened {
+        session: u32,
+        account: u32,
+        port: Port,
+        peer: SocketAddr,
+    },
+    Refused {
+        account: u32,
+        peer: SocketAddr,
+        reason: RefusedReason,
+    },
+    Closed {
+        session: u32,
+        port: Port,
+        received: u64,
+        duplicates: u64,
+        latency: Option<LatencyUs>,
+    },
 }
 
 impl ServerOptions {
@@ -76,6 +104,8 @@ impl ServerOptions {
             delay: None,
             key,
             max_sessions: MAX_CLIENTS,
+            describe: None,
+            events: None,
         }
     }
 }
@@ -323,6 +353,10 @@ async fn serve_control(mut stream: TcpStream, peer: SocketAddr, number: u64, sha
         shared.rejected.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    if let Ok(ControlRepr::Describe { key }) = control::parse(&frame) {
+        describe(&mut stream, &shared, key).await;
+        return;
+    }
     let (account, datagram, rate_bps) = match check_hello(&shared, &frame) {
         Ok(request) => request,
         Err(reason) => {
@@ -340,6 +374,14 @@ async fn serve_control(mut stream: TcpStream, peer: SocketAddr, number: u64, sha
         })
         .is_ok();
     if !admitted {
+        report(
+            &shared,
+            SessionEvent::Refused {
+                account,
+                peer,
+                reason: RefusedReason::Busy,
+            },
+        );
         refuse(&mut stream, RefusedReason::Busy).await;
         return;
     }
@@ -358,6 +400,15 @@ async fn serve_control(mut stream: TcpStream, peer: SocketAddr, number: u64, sha
     let key = (shared.rule_key)(session, account);
     match open_port(&shared, key, registration).await {
         Some(port) => {
+            report(
+                &shared,
+                SessionEvent::Opened {
+                    session,
+                    account,
+                    port,
+                    peer,
+                },
+            );
             let answer = ControlRepr::Port {
                 session,
                 port,
@@ -370,16 +421,87 @@ async fn serve_control(mut stream: TcpStream, peer: SocketAddr, number: u64, sha
             };
             let (record, recorded) = oneshot::channel();
             close_port(&shared, key, session, bye.then_some(record)).await;
+            let record = if bye { recorded.await.ok() } else { None };
+            let last = final_frame(session, record);
+            if let ControlRepr::Final {
+                received,
+                duplicates,
+                latency,
+                ..
+            } = last
+            {
+                report(
+                    &shared,
+                    SessionEvent::Closed {
+                        session,
+                        port,
+                        received,
+                        duplicates,
+                        latency,
+                    },
+                );
+            }
             if bye {
-                let record = recorded.await.ok();
-                let _ = stream
-                    .write_all(&final_frame(session, record).to_bytes())
-                    .await;
+                let _ = stream.write_all(&last.to_bytes()).await;
             }
         }
-        None => refuse(&mut stream, RefusedReason::NoFreePort).await,
+        None => {
+            report(
+                &shared,
+                SessionEvent::Refused {
+                    account,
+                    peer,
+                    reason: RefusedReason::NoFreePort,
+                },
+            );
+            refuse(&mut stream, RefusedReason::NoFreePort).await;
+        }
     }
     shared.active_sessions.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Tells whoever listens about a session.
+fn report(shared: &Shared, event: SessionEvent) {
+    if let Some(events) = &shared.options.events {
+        let _ = events.send(event);
+    }
+}
+
+/// Answers DESCRIBE: the server's OS rule and port limits, then its occupied ports; a wrong
+/// key (or a server that does not describe itself) is refused.
+async fn describe(stream: &mut TcpStream, shared: &Shared, key: u64) {
+    let Some(server) = shared
+        .options
+        .describe
+        .as_ref()
+        .filter(|_| key == shared.options.key)
+    else {
+        shared.rejected.fetch_add(1, Ordering::Relaxed);
+        refuse(stream, RefusedReason::Unauthorized).await;
+        return;
+    };
+    let occupied: Vec<Port> = server.occupied.iter().copied().collect();
+    let mut frames = vec![ControlRepr::Server {
+        os: server.os,
+        udp_port_reuse: server.udp_port_reuse,
+        base_port: server.base_port,
+        max_port: server.max_port,
+        max_sessions: shared.options.max_sessions,
+        occupied: occupied.len() as u32,
+    }];
+    for chunk in occupied.chunks(control::PORTS_PER_FRAME) {
+        let mut ports = [0u16; control::PORTS_PER_FRAME];
+        ports[..chunk.len()].copy_from_slice(chunk);
+        frames.push(ControlRepr::Occupied {
+            len: chunk.len() as u8,
+            ports,
+        });
+    }
+    for frame in frames {
+        if stream.write_all(&frame.to_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The session lasts until the client says BYE (true), closes its control connection or

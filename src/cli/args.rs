@@ -64,6 +64,11 @@ pub enum Command {
     /// 33001-33010). --clients, --start, --duration or --accounts run a burst of identical
     /// transfers instead. Flags override the scenario's [server], [client] and [traffic].
     Blast(BlastArgs),
+    /// Run the transfer-server emulator alone, for `udprange blast --server` on another host:
+    /// many clients at once, a line per session, Ctrl-C ends it (exit 0).
+    ///
+    /// Example: udprange serve --os windows --listen 0.0.0.0:33001 --key s3cret
+    Serve(ServeArgs),
     /// Combine shard files written by `simulate --shard I/N --out FILE` into the result of
     /// one whole run.
     Merge(MergeArgs),
@@ -325,6 +330,17 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_replay_sessions)]
     pub sessions: Option<u64>,
 
+    /// Run only the clients, against `udprange serve` on HOST[:PORT] (default port 22): the
+    /// path between the two hosts is under test. The server describes its OS rule and ports;
+    /// none by default (the emulator runs here). Example: --server 203.0.113.7:33001
+    #[arg(long, allow_hyphen_values = true, value_name = "HOST[:PORT]")]
+    pub server: Option<String>,
+
+    /// With --server: the key `udprange serve` printed or was given (16 hex digits, or any
+    /// text both sides share); none by default. Example: --key s3cret
+    #[arg(long, allow_hyphen_values = true, value_name = "KEY", value_parser = parse_key, requires = "server")]
+    pub key: Option<u64>,
+
     /// Interval reports every D while the run goes (like iperf3 -i): a text line each, and
     /// `intervals` in JSON; none by default. Example: --interval 1s
     #[arg(long, allow_hyphen_values = true, value_name = "D", value_parser = parse_interval)]
@@ -426,6 +442,94 @@ pub struct BlastArgs {
     /// Output format: text, json (one object) or csv (the session table). Example: --format json
     #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Scenario file (TOML) whose [server] section describes the server; flags override it.
+    /// None by default (a windows server on 33001). Example: udprange serve scenarios/server-cap.toml
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: Option<PathBuf>,
+
+    /// Server OS: windows, macos, freebsd or linux (default: the file's, else windows).
+    /// Example: --os macos
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_os)]
+    pub os: Option<ServerOs>,
+
+    /// First UDP port handed out (default: the file's, else 33001). Example: --base-port 40001
+    #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_port_flag)]
+    pub base_port: Option<Port>,
+
+    /// Highest UDP port handed out (default: the file's, else none). Example: --max-port 33100
+    #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_port_flag)]
+    pub max_port: Option<Port>,
+
+    /// UDP ports other services hold, never handed out (default: the file's, else none).
+    /// Example: --occupied 33004,33007-33009
+    #[arg(long, allow_hyphen_values = true, value_name = "PORTS", value_parser = parse_port_list)]
+    pub occupied: Vec<Vec<Port>>,
+
+    /// Linux with udp_port_reuse = false: one port per session (default: the file's, else
+    /// reuse on). Example: --os linux --no-udp-port-reuse
+    #[arg(long)]
+    pub no_udp_port_reuse: bool,
+
+    /// TCP control address and port to listen on, IPv4 (default: 127.0.0.1 and the OS's
+    /// control port: 33001 for windows, 22 otherwise). Example: --listen 0.0.0.0:33001
+    #[arg(long, allow_hyphen_values = true, value_name = "ADDR:PORT", value_parser = parse_listen)]
+    pub listen: Option<std::net::SocketAddrV4>,
+
+    /// The key clients must present (16 hex digits, or any text both sides share); default:
+    /// a random one, printed at start. Example: --key s3cret
+    #[arg(long, allow_hyphen_values = true, value_name = "KEY", value_parser = parse_key)]
+    pub key: Option<u64>,
+
+    /// Most sessions at once, 1-4096 (default 4096). Example: --max-sessions 100
+    #[arg(long, allow_hyphen_values = true, value_name = "N", default_value = "4096", value_parser = parse_clients)]
+    pub max_sessions: u32,
+
+    /// End after this long without a session starting or ending, at most 600s (default
+    /// 600s). Example: --idle-timeout 60s
+    #[arg(long, allow_hyphen_values = true, value_name = "D", default_value = "600s", value_parser = parse_sending_time)]
+    pub idle_timeout: Duration,
+
+    /// End after this long whatever happens, at most 600s; none by default (Ctrl-C or the
+    /// idle timeout end it). Example: --duration 5m
+    #[arg(long, allow_hyphen_values = true, value_name = "D", value_parser = parse_sending_time)]
+    pub duration: Option<Duration>,
+
+    /// Output format: text (a line per session) or json (one JSON object per line); default
+    /// text. Example: --format json
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    pub format: Format,
+}
+
+impl ServeArgs {
+    pub fn occupied(&self) -> BTreeSet<Port> {
+        self.occupied.iter().flatten().copied().collect()
+    }
+}
+
+/// A shared key: exactly 16 hex digits are the key itself; any other text is hashed
+/// (FNV-1a, 64 bits) so that both sides can type the same words.
+pub fn parse_key(text: &str) -> Result<u64, String> {
+    if text.is_empty() || text.len() > 256 {
+        return Err("a key is 1 to 256 characters".to_string());
+    }
+    if text.len() == 16
+        && let Ok(key) = u64::from_str_radix(text, 16)
+    {
+        return Ok(key);
+    }
+    Ok(text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    }))
+}
+
+fn parse_listen(text: &str) -> Result<std::net::SocketAddrV4, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not an IPv4 address and port (example: 0.0.0.0:33001)"))
 }
 
 /// `blast --backend`.

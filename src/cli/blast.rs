@@ -26,6 +26,24 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
         None => Scenario::seed_example(),
     };
     let mut config = BlastConfig::from_scenario(&scenario);
+    let remote = match &args.server {
+        Some(server) => Some(describe_remote(server, args)?),
+        None => None,
+    };
+    if let Some((control, key, described)) = remote {
+        config.server = described;
+        config.backend = Backend::Remote { control, key };
+        if let Some(replay) = config.replay.as_mut() {
+            replay.server = config.server.clone();
+        }
+        // A scenario's client range for another server's ports says nothing here.
+        if config
+            .allowed
+            .is_some_and(|r| config.server.unreachable(r).is_some())
+        {
+            config.allowed = None;
+        }
+    }
     // Flag parsers keep durations within crate::limits; saturate rather than panic anyway.
     let seconds = |d: crate::units::Duration| {
         Duration::try_from_secs_f64(d.as_secs_f64()).unwrap_or(Duration::MAX)
@@ -110,6 +128,33 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
             ));
         }
     }
+    if matches!(config.backend, Backend::Remote { .. }) {
+        if args.backend == BackendName::Netns {
+            return Err(UsageError::flag(
+                "--backend",
+                "netns",
+                "runs the server in a namespace here; --server tests the path to another host",
+            ));
+        }
+        for (flag, given) in [
+            ("--base-port", args.base_port.is_some()),
+            ("--control-port", args.control_port.is_some()),
+            ("--delay", args.delay.is_some()),
+            ("--loss", args.loss.is_some()),
+            ("--bandwidth", args.bandwidth.is_some()),
+            ("--jitter", args.jitter.is_some()),
+        ] {
+            if given {
+                return Err(UsageError::flag(
+                    flag,
+                    "",
+                    "does not apply with --server: the server describes its ports, and the \
+                     real path between the hosts is what is tested",
+                ));
+            }
+        }
+        return Ok(config);
+    }
     let wan = WanPath {
         delay: args.delay.map(seconds),
         jitter: args.jitter.map(seconds),
@@ -136,6 +181,42 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
         }
     };
     Ok(config)
+}
+
+/// `--server HOST[:PORT]`: its address, the key, and how it says it hands out ports.
+fn describe_remote(
+    server: &str,
+    args: &BlastArgs,
+) -> Result<(std::net::SocketAddr, u64, crate::model::Server), UsageError> {
+    use std::net::ToSocketAddrs;
+    let bad = |why: String| UsageError::flag("--server", server, why);
+    let Some(key) = args.key else {
+        return Err(bad(
+            "needs --key: the key `udprange serve` printed or was given".to_string(),
+        ));
+    };
+    let with_port = if server.contains(':') {
+        server.to_string()
+    } else {
+        format!("{server}:22")
+    };
+    let control = with_port
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("is not a host and port: {e}")))?
+        .find(std::net::SocketAddr::is_ipv4)
+        .ok_or_else(|| bad("has no IPv4 address".to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the traffic engine: {e}")))?;
+    let described = runtime
+        .block_on(crate::blast::client::describe(
+            control,
+            key,
+            Duration::from_secs(5),
+        ))
+        .map_err(bad)?;
+    Ok((control, key, described))
 }
 
 /// The status line on a terminal: sessions, datagrams/s, elapsed of expected.

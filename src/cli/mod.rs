@@ -10,6 +10,7 @@
 mod args;
 mod blast;
 mod output;
+mod serve;
 mod simulate;
 
 use std::ffi::OsString;
@@ -153,6 +154,7 @@ fn execute(command: &Command) -> Result<Outcome, UsageError> {
         Command::Check(args) => simulate::check(args),
         Command::Merge(args) => simulate::merge(args),
         Command::Blast(args) => blast::blast(args),
+        Command::Serve(args) => serve::serve(args),
         Command::Completions { shell } => {
             let mut buffer = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "udprange", &mut buffer);

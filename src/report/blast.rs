@@ -57,10 +57,10 @@ pub fn header_text(h: &Header) -> String {
     let allowed = h
         .allowed
         .map_or("every UDP port".to_string(), |r| format!("UDP {r}"));
-    let enforced = if h.backend == "netns" {
-        "nftables in the client namespace"
-    } else {
-        "modelled in process"
+    let enforced = match h.backend {
+        "netns" => "nftables in the client namespace",
+        "remote" => "as the model assumes; the real path to the server decides",
+        _ => "modelled in process",
     };
     let _ = writeln!(
         out,

@@ -26,6 +26,14 @@
 //! answer, over the reliable control connection, tells a firewall that dropped the data
 //! (nothing arrived) from acknowledgements that did not come back in time.
 //!
+//! Before a run against a server of its own (`blast --server`), a client asks `DESCRIBE`
+//! (with the key, like HELLO) and the server answers `SERVER`: its OS rule (`code`: the OS
+//! number 1 windows, 2 macos, 3 freebsd, 4 linux, plus 256 when UDP port reuse is on), base
+//! port (`port`), highest port (`datagram`), most sessions (`session`) and how many ports
+//! other services hold (`account`); then as many `OCCUPIED` frames as those ports need, each
+//! with up to 16 ports (`code` of them) in `rate_bps`, `secret`, `count` and `duplicates`,
+//! four per field, high bits first. With that the client computes what the model predicts.
+//!
 //! A session ends with `BYE` (client → server). The server releases the session's port
 //! (by the OS rule: freed, still shared, or lingering) and only then answers `FINAL`: the
 //! receiver's counters and its one-way latency percentiles (`code` bit 0 set when any datagram
@@ -78,7 +86,13 @@ pub mod kind {
     pub const STATUS: u8 = 20;
     pub const BYE: u8 = 21;
     pub const FINAL: u8 = 22;
+    pub const DESCRIBE: u8 = 23;
+    pub const SERVER: u8 = 24;
+    pub const OCCUPIED: u8 = 25;
 }
+
+/// Most occupied ports one OCCUPIED frame carries.
+pub const PORTS_PER_FRAME: usize = 16;
 
 /// One-way latency percentiles in microseconds (saturating at `u32::MAX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,6 +142,58 @@ pub enum ControlRepr {
         duplicates: u64,
         latency: Option<LatencyUs>,
     },
+    /// A client asks how the server hands out ports.
+    Describe {
+        key: u64,
+    },
+    /// How the server hands out ports (its occupied ports follow in OCCUPIED frames).
+    Server {
+        os: crate::model::ServerOs,
+        udp_port_reuse: bool,
+        base_port: u16,
+        max_port: u16,
+        max_sessions: u32,
+        occupied: u32,
+    },
+    /// Up to [`PORTS_PER_FRAME`] occupied ports.
+    Occupied {
+        len: u8,
+        ports: [u16; PORTS_PER_FRAME],
+    },
+}
+
+fn os_code(os: crate::model::ServerOs) -> u16 {
+    use crate::model::ServerOs::*;
+    match os {
+        Windows => 1,
+        Macos => 2,
+        Freebsd => 3,
+        Linux => 4,
+    }
+}
+
+fn os_from_code(code: u16) -> Result<crate::model::ServerOs, WireError> {
+    use crate::model::ServerOs::*;
+    Ok(match code & 0xff {
+        1 => Windows,
+        2 => Macos,
+        3 => Freebsd,
+        4 => Linux,
+        _ => return Err(WireError::Code(code)),
+    })
+}
+
+/// Four ports in a u64, high bits first.
+fn pack(ports: &[u16]) -> u64 {
+    ports
+        .iter()
+        .fold(0u64, |word, &port| (word << 16) | u64::from(port))
+}
+
+fn unpack(word: u64, into: &mut [u16]) {
+    for (i, port) in into.iter_mut().enumerate() {
+        *port = (word >> (48 - 16 * i)) as u16;
+    }
 }
 
 /// Why the server refused a session.
@@ -210,6 +276,45 @@ pub fn parse(bytes: &[u8]) -> Result<ControlRepr, WireError> {
             received: frame.get_count(),
         }),
         kind::BYE => Ok(ControlRepr::Bye { session }),
+        kind::DESCRIBE => Ok(ControlRepr::Describe {
+            key: frame.get_secret(),
+        }),
+        kind::SERVER => {
+            let code = frame.get_code();
+            if code & !0x1ff != 0 {
+                return Err(WireError::Code(code));
+            }
+            Ok(ControlRepr::Server {
+                os: os_from_code(code)?,
+                udp_port_reuse: code & 0x100 != 0,
+                base_port: frame.get_port(),
+                max_port: frame.get_datagram(),
+                max_sessions: session,
+                occupied: frame.get_account(),
+            })
+        }
+        kind::OCCUPIED => {
+            let len = frame.get_code();
+            if usize::from(len) > PORTS_PER_FRAME {
+                return Err(WireError::Code(len));
+            }
+            let mut ports = [0u16; PORTS_PER_FRAME];
+            for (i, word) in [
+                frame.get_rate_bps(),
+                frame.get_secret(),
+                frame.get_count(),
+                frame.get_duplicates(),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                unpack(word, &mut ports[4 * i..4 * i + 4]);
+            }
+            Ok(ControlRepr::Occupied {
+                len: len as u8,
+                ports,
+            })
+        }
         kind::FINAL => Ok(ControlRepr::Final {
             session,
             received: frame.get_count(),
@@ -292,6 +397,33 @@ impl ControlRepr {
                     frame.set_max_us(latency.max);
                 }
             }
+            Self::Describe { key } => {
+                frame.set_kind(kind::DESCRIBE);
+                frame.set_secret(key);
+            }
+            Self::Server {
+                os,
+                udp_port_reuse,
+                base_port,
+                max_port,
+                max_sessions,
+                occupied,
+            } => {
+                frame.set_kind(kind::SERVER);
+                frame.set_code(os_code(os) | if udp_port_reuse { 0x100 } else { 0 });
+                frame.set_port(base_port);
+                frame.set_datagram(max_port);
+                frame.set_session(max_sessions);
+                frame.set_account(occupied);
+            }
+            Self::Occupied { len, ports } => {
+                frame.set_kind(kind::OCCUPIED);
+                frame.set_code(u16::from(len.min(PORTS_PER_FRAME as u8)));
+                frame.set_rate_bps(pack(&ports[0..4]));
+                frame.set_secret(pack(&ports[4..8]));
+                frame.set_count(pack(&ports[8..12]));
+                frame.set_duplicates(pack(&ports[12..16]));
+            }
         }
         bytes
     }
@@ -336,6 +468,47 @@ mod tests {
         0, 0, 0, 0, 0, 0, 0, 7,          // 7 duplicates
         0, 0, 0, 100, 0, 0, 0x03, 0xe8, 0, 0, 0x27, 0x10, // p50 100, p99 1000, max 10 000 µs
     ];
+
+    #[rustfmt::skip]
+    const SERVER: [u8; 60] = [
+        3, 24, 0x01, 0x02,               // version 3, SERVER, port reuse on + macos
+        0, 0, 0x10, 0, 0, 0, 0, 2,       // most 4096 sessions, 2 occupied ports
+        0x80, 0xfc, 0x80, 0xe9,          // highest port 33020, base port 33001
+        0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn server_description_from_literal_bytes() {
+        let frame = parse(&SERVER).unwrap();
+        assert_eq!(
+            frame,
+            ControlRepr::Server {
+                os: crate::model::ServerOs::Macos,
+                udp_port_reuse: true,
+                base_port: 33001,
+                max_port: 33020,
+                max_sessions: 4096,
+                occupied: 2,
+            }
+        );
+        assert_eq!(frame.to_bytes(), SERVER);
+        let mut bad = SERVER;
+        bad[3] = 9;
+        assert_eq!(parse(&bad), Err(WireError::Code(0x109)));
+        let mut ports = [0u16; PORTS_PER_FRAME];
+        ports[..3].copy_from_slice(&[33004, 33007, 65535]);
+        let occupied = ControlRepr::Occupied { len: 3, ports };
+        let bytes = occupied.to_bytes();
+        assert_eq!(&bytes[16..22], &[0x80, 0xec, 0x80, 0xef, 0xff, 0xff]);
+        assert_eq!(parse(&bytes).unwrap(), occupied);
+        let mut long = bytes;
+        long[3] = 17;
+        assert_eq!(parse(&long), Err(WireError::Code(17)));
+    }
 
     #[test]
     fn final_from_literal_bytes() {

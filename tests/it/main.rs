@@ -16,6 +16,7 @@ mod per_account_model;
 mod properties;
 mod replay;
 mod scenario_properties;
+mod serve;
 mod simulate_cli;
 mod simulator;
 mod terminal;
