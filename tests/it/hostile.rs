@@ -581,3 +581,63 @@ fn replays_and_wrong_keys_change_nothing() {
     // 10 replays at B's port, 10 from a stranger at A's port, one HELLO with a wrong key.
     assert_eq!(record.rejected, 21);
 }
+
+/// A server that lies in its description (`blast --server` talks to hosts it does not
+/// control): no range, more occupied ports than it has, garbage, or silence. Each is one
+/// clear error within the bound, never a run on made-up ports and never a hang.
+#[test]
+fn a_lying_server_description_is_refused_in_bounded_time() {
+    use udprange::blast::client::describe;
+    use udprange::model::ServerOs;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = |base: u16, max: u16, occupied: u32| ControlRepr::Server {
+        os: ServerOs::Windows,
+        udp_port_reuse: false,
+        base_port: base,
+        max_port: max,
+        max_sessions: 10,
+        occupied,
+    };
+    let lies: Vec<(Vec<u8>, &str)> = vec![
+        (
+            server(33010, 33001, 0).to_bytes().to_vec(),
+            "which is no range",
+        ),
+        (
+            server(33001, 33002, 5).to_bytes().to_vec(),
+            "5 of its 2 ports are occupied",
+        ),
+        (vec![0xff; CONTROL_LEN], "answered garbage"),
+        // Says 3 ports are occupied and sends none of them: the time bound ends it.
+        (
+            server(33001, 33100, 3).to_bytes().to_vec(),
+            "did not describe itself within",
+        ),
+    ];
+    for (answer, want) in lies {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let liar = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut frame = [0u8; CONTROL_LEN];
+            stream.read_exact(&mut frame).unwrap();
+            assert!(matches!(
+                control::parse(&frame),
+                Ok(ControlRepr::Describe { key: 7 })
+            ));
+            stream.write_all(&answer).unwrap();
+            // Hold the connection open, saying nothing more.
+            std::thread::sleep(Duration::from_millis(1500));
+        });
+        let started = Instant::now();
+        let result = runtime.block_on(describe(address, 7, Duration::from_secs(1)));
+        let error = result.expect_err("a lie was believed");
+        assert!(error.contains(want), "{error}");
+        assert!(started.elapsed() < Duration::from_millis(1400), "{error}");
+        liar.join().unwrap();
+    }
+}
