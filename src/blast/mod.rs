@@ -1218,6 +1218,27 @@ pub async fn run_simple(
     run(config, &prepared, stop, Arc::new(Board::default())).await
 }
 
+/// Runs the clients of `prepared` on this runtime (the driver on a blocking thread), with
+/// interval reports when asked for.
+async fn drive_here(
+    config: &BlastConfig,
+    prepared: &Prepared,
+    side: ClientSide,
+    stop: &watch::Receiver<bool>,
+    board: Arc<Board>,
+) -> Result<(Vec<Row>, bool, Vec<Interval>), BlastError> {
+    let (sampler, sampled) = start_intervals(config, &board);
+    let handle = tokio::runtime::Handle::current();
+    let plan = prepared.clone();
+    let driver_stop = stop.clone();
+    let (rows, interrupted) =
+        tokio::task::spawn_blocking(move || drive(handle, &plan, side, driver_stop, board))
+            .await
+            .map_err(|e| BlastError::Server(format!("the driver failed: {e}")))?;
+    let intervals = end_intervals(sampler, sampled).await;
+    Ok((rows, interrupted, intervals))
+}
+
 /// Each client group's outbound filter on loopback: the range under test for the default
 /// group, each group's own range for the others.
 fn group_filters(prepared: &Prepared, allowed: Option<PortRange>) -> Vec<Arc<OutboundFilter>> {
@@ -1293,15 +1314,7 @@ async fn run_loopback(
         datagram: config.datagram,
         max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
     };
-    let (sampler, sampled) = start_intervals(config, &board);
-    let handle = tokio::runtime::Handle::current();
-    let plan = prepared.clone();
-    let driver_stop = stop.clone();
-    let (rows, interrupted) =
-        tokio::task::spawn_blocking(move || drive(handle, &plan, side, driver_stop, board))
-            .await
-            .map_err(|e| BlastError::Server(format!("the driver failed: {e}")))?;
-    let intervals = end_intervals(sampler, sampled).await;
+    let (rows, interrupted, intervals) = drive_here(config, prepared, side, &stop, board).await?;
     let seen = server.shutdown().await;
     let outcomes = Outcomes {
         rows,
@@ -1362,15 +1375,7 @@ async fn run_remote(
         datagram: config.datagram,
         max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
     };
-    let (sampler, sampled) = start_intervals(config, &board);
-    let handle = tokio::runtime::Handle::current();
-    let plan = prepared.clone();
-    let driver_stop = stop.clone();
-    let (rows, interrupted) =
-        tokio::task::spawn_blocking(move || drive(handle, &plan, side, driver_stop, board))
-            .await
-            .map_err(|e| BlastError::Server(format!("the driver failed: {e}")))?;
-    let intervals = end_intervals(sampler, sampled).await;
+    let (rows, interrupted, intervals) = drive_here(config, prepared, side, &stop, board).await?;
     let outcomes = Outcomes {
         rows,
         interrupted: interrupted || *stop.borrow(),
