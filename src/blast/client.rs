@@ -26,7 +26,7 @@ use super::pacing::Pacer;
 use super::sender::{Heard, SenderState};
 use crate::firewall::model::OutboundFilter;
 use crate::model::Port;
-use crate::wire::control::{self, CONTROL_LEN, ControlRepr, LatencyUs, RefusedReason};
+use crate::wire::control::{self, CONTROL_LEN, ControlRepr, RefusedReason};
 use crate::wire::fasp::{self, Message, ReceiverStats, Repr};
 
 /// The clients' address: another loopback address than the server's, so that a client's
@@ -92,12 +92,7 @@ pub struct Meter {
 }
 
 /// The server's FINAL answer: what its receiver counted for the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FinalStats {
-    pub received: u64,
-    pub duplicates: u64,
-    pub latency: Option<LatencyUs>,
-}
+pub use crate::wire::control::FinalStats;
 
 /// What the client learned from the handshake: the port, or why there is none.
 pub type GrantResult = Result<Port, ClientOutcome>;

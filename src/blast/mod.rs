@@ -1239,6 +1239,31 @@ async fn drive_here(
     Ok((rows, interrupted, intervals))
 }
 
+/// The clients of a run against `control`: the run's key, rate, datagram size and limits;
+/// `groups` client groups beside the default one, all sending from any local address
+/// through filters that pass everything (where the firewall is not modelled in process).
+fn client_side(
+    config: &BlastConfig,
+    control: SocketAddr,
+    key: u64,
+    capture: Option<Arc<Capture>>,
+    groups: usize,
+) -> ClientSide {
+    ClientSide {
+        control,
+        addresses: vec![Ipv4Addr::UNSPECIFIED; groups + 1],
+        filters: (0..=groups)
+            .map(|_| Arc::new(OutboundFilter::new(None)))
+            .collect(),
+        delay: None,
+        capture,
+        key,
+        rate_bps: config.rate_bps,
+        datagram: config.datagram,
+        max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
+    }
+}
+
 /// Each client group's outbound filter on loopback: the range under test for the default
 /// group, each group's own range for the others.
 fn group_filters(prepared: &Prepared, allowed: Option<PortRange>) -> Vec<Arc<OutboundFilter>> {
@@ -1303,16 +1328,11 @@ async fn run_loopback(
     )
     .await?;
     let filters = group_filters(prepared, config.allowed);
+    let groups = filters.len() - 1;
     let side = ClientSide {
-        control: server.control_addr(),
         addresses: vec![client::CLIENT_HOST; filters.len()],
         filters,
-        delay: None,
-        capture: capture.clone(),
-        key,
-        rate_bps: config.rate_bps,
-        datagram: config.datagram,
-        max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
+        ..client_side(config, server.control_addr(), key, capture.clone(), groups)
     };
     let (rows, interrupted, intervals) = drive_here(config, prepared, side, &stop, board).await?;
     let seen = server.shutdown().await;
@@ -1362,19 +1382,7 @@ async fn run_remote(
     let started = Instant::now();
     let (capture, _) = captures(config);
     let groups = prepared.schedule.scenario.client.groups.len();
-    let side = ClientSide {
-        control,
-        addresses: vec![Ipv4Addr::UNSPECIFIED; groups + 1],
-        filters: (0..=groups)
-            .map(|_| Arc::new(OutboundFilter::new(None)))
-            .collect(),
-        delay: None,
-        capture: capture.clone(),
-        key,
-        rate_bps: config.rate_bps,
-        datagram: config.datagram,
-        max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
-    };
+    let side = client_side(config, control, key, capture.clone(), groups);
     let (rows, interrupted, intervals) = drive_here(config, prepared, side, &stop, board).await?;
     let outcomes = Outcomes {
         rows,
@@ -1595,21 +1603,13 @@ async fn run_netns(
     // The clients and the driver: a thread in the client namespace; the kernel's ruleset
     // filters them.
     let client_ns = hosts.client_ns.clone();
+    // The kernel's ruleset filters; the in-process filters pass everything.
     let side = ClientSide {
-        control,
         addresses: std::iter::once(netns::CLIENT_ADDR)
             .chain(group_hosts.iter().map(|(addr, _)| *addr))
             .collect(),
-        // The kernel's ruleset filters; the in-process filter passes everything.
-        filters: (0..=group_hosts.len())
-            .map(|_| Arc::new(OutboundFilter::new(None)))
-            .collect(),
         delay: emulator_delay,
-        capture: capture.clone(),
-        key,
-        rate_bps: config.rate_bps,
-        datagram: config.datagram,
-        max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
+        ..client_side(config, control, key, capture.clone(), group_hosts.len())
     };
     let (sampler, sampled) = start_intervals(config, &board);
     let client_stop = stop.clone();

@@ -32,7 +32,7 @@ pub use super::receiver::ServerSession;
 use super::receiver::{PortReceiver, Registration, Reply};
 use crate::limits::{MAX_CLIENTS, MAX_DATAGRAMS_PER_SESSION};
 use crate::model::{AllocatorConfig, Closed, Port, PortAllocator, PortKey, SessionRef};
-use crate::wire::control::{self, CONTROL_LEN, ControlRepr, LatencyUs, RefusedReason};
+use crate::wire::control::{self, CONTROL_LEN, ControlRepr, FinalStats, LatencyUs, RefusedReason};
 use crate::wire::fasp::{self, MAX_DATAGRAM};
 
 /// Time a control connection has to send its HELLO.
@@ -89,9 +89,7 @@ pub enum SessionEvent {
     Closed {
         session: u32,
         port: Port,
-        received: u64,
-        duplicates: u64,
-        latency: Option<LatencyUs>,
+        stats: FinalStats,
     },
 }
 
@@ -422,27 +420,17 @@ async fn serve_control(mut stream: TcpStream, peer: SocketAddr, number: u64, sha
             let (record, recorded) = oneshot::channel();
             close_port(&shared, key, session, bye.then_some(record)).await;
             let record = if bye { recorded.await.ok() } else { None };
-            let last = final_frame(session, record);
-            if let ControlRepr::Final {
-                received,
-                duplicates,
-                latency,
-                ..
-            } = last
-            {
-                report(
-                    &shared,
-                    SessionEvent::Closed {
-                        session,
-                        port,
-                        received,
-                        duplicates,
-                        latency,
-                    },
-                );
-            }
+            let stats = final_stats(record);
+            report(
+                &shared,
+                SessionEvent::Closed {
+                    session,
+                    port,
+                    stats,
+                },
+            );
             if bye {
-                let _ = stream.write_all(&last.to_bytes()).await;
+                let _ = stream.write_all(&stats.frame(session).to_bytes()).await;
             }
         }
         None => {
@@ -529,8 +517,8 @@ async fn answer_queries(stream: &mut TcpStream, session: u32, progress: &AtomicU
     false
 }
 
-/// The FINAL frame for a session the receiver recorded (all zero when it has no record).
-fn final_frame(session: u32, record: Option<ServerSession>) -> ControlRepr {
+/// What a FINAL frame says of a session the receiver recorded (all zero without a record).
+fn final_stats(record: Option<ServerSession>) -> FinalStats {
     let saturate = |us: u64| u32::try_from(us).unwrap_or(u32::MAX);
     let latency = record
         .as_ref()
@@ -541,8 +529,7 @@ fn final_frame(session: u32, record: Option<ServerSession>) -> ControlRepr {
             p99: saturate(h.value_at_quantile(0.99)),
             max: saturate(h.max()),
         });
-    ControlRepr::Final {
-        session,
+    FinalStats {
         received: record.as_ref().map_or(0, |r| r.stats.received),
         duplicates: record.as_ref().map_or(0, |r| r.duplicates),
         latency,

@@ -10,6 +10,7 @@ use crate::blast::server::{self, Server, ServerOptions, SessionEvent};
 use crate::model::{Server as ServerDescription, ServerOs};
 use crate::report::Format;
 use crate::scenario::Scenario;
+use crate::wire::control::FinalStats;
 
 /// The server the flags and the scenario describe.
 fn description(args: &ServeArgs) -> Result<ServerDescription, UsageError> {
@@ -95,9 +96,12 @@ fn event_line(format: Format, event: &SessionEvent) {
         SessionEvent::Closed {
             session,
             port,
-            received,
-            duplicates,
-            latency,
+            stats:
+                FinalStats {
+                    received,
+                    duplicates,
+                    latency,
+                },
         } => line(
             format,
             format!(

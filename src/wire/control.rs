@@ -91,6 +91,26 @@ pub mod kind {
     pub const OCCUPIED: u8 = 25;
 }
 
+/// What a FINAL frame says of a session: what the receiver counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FinalStats {
+    pub received: u64,
+    pub duplicates: u64,
+    pub latency: Option<LatencyUs>,
+}
+
+impl FinalStats {
+    /// The FINAL frame of `session` that says this.
+    pub fn frame(self, session: u32) -> ControlRepr {
+        ControlRepr::Final {
+            session,
+            received: self.received,
+            duplicates: self.duplicates,
+            latency: self.latency,
+        }
+    }
+}
+
 /// Most occupied ports one OCCUPIED frame carries.
 pub const PORTS_PER_FRAME: usize = 16;
 
