@@ -40,8 +40,11 @@ use crate::workload::{Load, SimTime};
 /// a first datagram and its acknowledgement, with room for a busy machine.
 pub const RESOLUTION: Duration = Duration::from_millis(25);
 
+/// What runs once a run is set up, just before its first packet.
+pub type OnStart = Box<dyn FnOnce() + Send>;
+
 /// Live counts of a run, for a status line and interval reports.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Board {
     pub meter: Arc<Meter>,
     /// Sessions started and not yet finished.
@@ -49,6 +52,42 @@ pub struct Board {
     pub ok: AtomicU64,
     /// Sessions that ended any other way than ok.
     pub failed: AtomicU64,
+    /// Called once everything that can fail before the traffic has not (the emulator
+    /// listens, the namespaces exist): the CLI prints the header there.
+    pub on_start: std::sync::Mutex<Option<OnStart>>,
+}
+
+impl Board {
+    /// A board that calls `on_start` just before the first packet.
+    pub fn with_start(on_start: OnStart) -> Self {
+        Self {
+            on_start: std::sync::Mutex::new(Some(on_start)),
+            ..Self::default()
+        }
+    }
+
+    /// The run is set up: the first packet comes next.
+    pub fn started(&self) {
+        let taken = self
+            .on_start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(on_start) = taken {
+            on_start();
+        }
+    }
+}
+
+impl std::fmt::Debug for Board {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board")
+            .field("meter", &self.meter)
+            .field("active", &self.active)
+            .field("ok", &self.ok)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the engine runs and how fast: the scenario (its server, client ranges and workload),
@@ -175,6 +214,7 @@ impl Driver {
 
     /// Runs the schedule to its end (or until interrupted) and returns every attempt.
     pub fn run(mut self) -> (RunRecord, Vec<Row>, bool) {
+        self.board.started();
         self.epoch = Instant::now();
         let schedule = self.schedule.clone();
         let record = crate::sim::run_observed(

@@ -343,17 +343,16 @@ pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
         })
         .map_err(|e| UsageError(format!("cannot watch for Ctrl-C: {e}")))?;
     let text = args.format == crate::report::Format::Text;
-    if text {
-        // The header goes out before the first packet.
-        let mut out = std::io::stdout();
-        let _ = write!(
-            out,
-            "{}",
-            crate::report::blast::header_text(&prepared.header)
-        );
-        let _ = out.flush();
-    }
-    let board = Arc::new(Board::default());
+    // The header goes out once the run is set up (so a port already in use or a namespace
+    // that cannot be made is one error and nothing else), before the first packet.
+    let header = text.then(|| crate::report::blast::header_text(&prepared.header));
+    let board = Arc::new(Board::with_start(Box::new(move || {
+        if let Some(header) = header {
+            let mut out = std::io::stdout();
+            let _ = write!(out, "{header}");
+            let _ = out.flush();
+        }
+    })));
     let result = runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // Ctrl-C stops the senders; the run drains and still reports.

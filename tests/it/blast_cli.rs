@@ -330,3 +330,28 @@ fn absurd_blast_input_is_one_error_before_the_run() {
     assert!(!dir.join("x.pcap").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A control port already in use is found while setting up: one error, exit 2, and not a
+/// line of the report (the header waits until the run is set up).
+#[test]
+fn a_busy_control_port_is_one_error_and_no_header() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let output = udprange(&[
+        "blast",
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+        "--control-port",
+        &port,
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on control port {port}")),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+}
