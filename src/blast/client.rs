@@ -21,7 +21,6 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, watch};
 
 use super::capture::Capture;
-use super::delay::DelayLine;
 use super::pacing::Pacer;
 use super::sender::{Heard, SenderState};
 use crate::firewall::model::OutboundFilter;
@@ -56,8 +55,6 @@ pub struct ClientParams {
     pub max_datagrams: u64,
     /// The address the client sends from, on TCP and UDP ([`CLIENT_HOST`] on loopback).
     pub address: Ipv4Addr,
-    /// One-way delay and jitter the client adds when the kernel cannot (no netem).
-    pub delay: Option<(Duration, Duration)>,
 }
 
 /// How a session ended.
@@ -114,6 +111,8 @@ pub struct ClientReport {
     /// Datagrams that reached the client's socket but were not its server's replies to its
     /// session (another source, another session, a wrong token, garbage).
     pub rejected: u64,
+    /// The control exchange (HELLO to PORT) plus the first datagram to its
+    /// acknowledgement: two round trips of the path.
     pub handshake: Option<Duration>,
     /// The receiver's final counters, if they arrived.
     pub final_stats: Option<ReceiverStats>,
@@ -121,6 +120,8 @@ pub struct ClientReport {
     pub final_frame: Option<FinalStats>,
     /// From the grant to the last datagram sent.
     pub sending: Duration,
+    /// The address the session's UDP data left from (its flow, for kernel counters).
+    pub local: Option<SocketAddr>,
 }
 
 impl ClientReport {
@@ -145,6 +146,7 @@ impl ClientReport {
             final_stats: None,
             final_frame: None,
             sending: Duration::ZERO,
+            local: None,
         }
     }
 }
@@ -222,9 +224,6 @@ pub async fn run(
     let server = SocketAddr::new(params.control.ip(), grant.port);
     let socket = Arc::new(socket);
     let mut sender = Sender {
-        delay: params
-            .delay
-            .map(|(delay, jitter)| DelayLine::spawn(Arc::clone(&socket), delay, jitter)),
         socket,
         server,
         grant,
@@ -237,6 +236,7 @@ pub async fn run(
         params,
     };
     sender.local = sender.socket.local_addr().ok();
+    report.local = sender.local;
     if let Some(go) = hooks.go.take() {
         tokio::select! {
             _ = go => {}
@@ -244,9 +244,6 @@ pub async fn run(
         }
     }
     sender.transfer(&mut report, &mut stop).await;
-    if let Some(line) = &sender.delay {
-        report.filtered += line.filtered.load(std::sync::atomic::Ordering::Relaxed);
-    }
     if let Some(release) = hooks.release.take() {
         tokio::select! {
             _ = release => {}
@@ -334,6 +331,8 @@ struct Grant {
     session: u32,
     port: Port,
     token: u64,
+    /// From the HELLO leaving to the PORT arriving: the control round trip.
+    exchange: Duration,
 }
 
 async fn handshake(params: &ClientParams) -> Result<(TcpStream, Grant), ClientOutcome> {
@@ -351,9 +350,11 @@ async fn handshake(params: &ClientParams) -> Result<(TcpStream, Grant), ClientOu
         rate_bps: params.rate_bps,
         key: params.key,
     };
+    let hello_sent = Instant::now();
     stream.write_all(&hello.to_bytes()).await.map_err(failed)?;
     let mut frame = [0u8; CONTROL_LEN];
     stream.read_exact(&mut frame).await.map_err(failed)?;
+    let exchange = hello_sent.elapsed();
     match control::parse(&frame) {
         Ok(ControlRepr::Port {
             session,
@@ -365,6 +366,7 @@ async fn handshake(params: &ClientParams) -> Result<(TcpStream, Grant), ClientOu
                 session,
                 port,
                 token,
+                exchange,
             },
         )),
         Ok(ControlRepr::Refused { reason }) => Err(ClientOutcome::Refused(reason)),
@@ -377,8 +379,6 @@ async fn handshake(params: &ClientParams) -> Result<(TcpStream, Grant), ClientOu
 
 struct Sender {
     socket: Arc<UdpSocket>,
-    /// Set when the client adds the WAN delay itself.
-    delay: Option<DelayLine>,
     server: SocketAddr,
     grant: Grant,
     local: Option<SocketAddr>,
@@ -414,9 +414,6 @@ impl Sender {
             meter
                 .sent
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        if let Some(line) = &mut self.delay {
-            return line.send(&self.buffer[..len], self.server);
         }
         match self.socket.send_to(&self.buffer[..len], self.server).await {
             Ok(_) => true,
@@ -648,7 +645,9 @@ impl Sender {
             Heard::Nack { proved, .. } => (proved, 0),
         };
         if proved {
-            report.handshake = Some(progress.start.elapsed());
+            // HELLO to PORT, then the first datagram to its acknowledgement: two round
+            // trips, without the time the run's own gates held the session between them.
+            report.handshake = Some(self.grant.exchange + progress.start.elapsed());
         }
         if let Some(meter) = &self.meter
             && delivered > 0

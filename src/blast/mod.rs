@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::firewall::model::OutboundFilter;
 use crate::firewall::rules::{self, RuleSet, Syntax};
+use crate::firewall::ruleset::{RulesetError, UserRuleset};
 use crate::firewall::{Peer, Requirements, Side};
 use crate::model::{AllocatorConfig, Port, PortRange, SharingRule};
 pub use crate::scenario::Start;
@@ -35,7 +36,8 @@ use crate::wire::control::LatencyUs;
 use crate::workload::{Load, SimTime};
 use capture::Capture;
 use client::ClientOutcome;
-use netns::{Mechanisms, TestHosts, WanPath};
+use delay::DelayStats;
+use netns::{Host, Mechanisms, TestHosts, WanPath};
 pub use replay::{Board, Schedule};
 use replay::{ClientSide, Driver, Row};
 use server::{Server, ServerOptions, ServerRecord};
@@ -77,6 +79,16 @@ pub struct BlastConfig {
     pub sessions: Option<u64>,
     /// Interval reports every so often.
     pub interval: Option<Duration>,
+    /// netns only: the user's own ruleset and where it goes; it replaces udprange's rules,
+    /// and the range under test is whatever it passes.
+    pub ruleset: Option<RulesetAt>,
+}
+
+/// A user's ruleset and the host that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesetAt {
+    pub ruleset: UserRuleset,
+    pub at: Host,
 }
 
 /// Where the packets flow.
@@ -135,6 +147,7 @@ impl BlastConfig {
             time_scale: None,
             sessions: None,
             interval: None,
+            ruleset: None,
         }
     }
 
@@ -397,6 +410,7 @@ pub struct SessionResult {
     pub duplicates: u64,
     /// Datagrams at the client's socket that were not its server's replies to its session.
     pub rejected: u64,
+    /// HELLO to PORT plus first datagram to its acknowledgement: two round trips.
     pub handshake_ms: Option<f64>,
     pub latency_us: Option<Latency>,
 }
@@ -564,6 +578,9 @@ pub enum BlastError {
     /// The load cannot be run as asked (a time scale finer than the run resolves…).
     #[error("{0}")]
     TimeScale(String),
+    /// The user's ruleset does not load.
+    #[error(transparent)]
+    Ruleset(#[from] RulesetError),
 }
 
 #[derive(Serialize)]
@@ -598,6 +615,14 @@ fn first_last_one<S: serde::Serializer>(
     Bounds::from(*range).serialize(serializer)
 }
 
+/// Ranges as `[{"first": …, "last": …, "ports": …}, …]` in JSON.
+fn first_last_list<S: serde::Serializer>(
+    ranges: &[PortRange],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(ranges.iter().map(|r| Bounds::from(*r)))
+}
+
 /// What the model says before any packet: the schedule, the header, the required range.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -606,6 +631,8 @@ pub struct Prepared {
     pub required: Option<PortRange>,
     /// Every attempt the model makes: what the run will do, session by session.
     pub planned: Vec<crate::sim::Attempt>,
+    /// Most sessions open at once.
+    pub concurrent: u64,
 }
 
 /// Plans a run: the schedule, what it will take, and the range its load needs.
@@ -703,6 +730,7 @@ pub fn prepare(config: &BlastConfig) -> Result<Prepared, BlastError> {
         header,
         required,
         planned: attempts,
+        concurrent,
     })
 }
 
@@ -1022,6 +1050,47 @@ fn verdict(
     }
 }
 
+/// The verdict on a user's ruleset: it names what the ruleset dropped (kernel counters)
+/// beside what the load needs.
+fn ruleset_verdict(
+    verdict: &mut Verdict,
+    ruleset: &RulesetReport,
+    control_port: Port,
+    required: Option<PortRange>,
+) {
+    let needs = required.map_or_else(
+        || "more ports than the server hands out".to_string(),
+        |r| r.to_string(),
+    );
+    let at = format!("your ruleset ({}, at the {})", ruleset.file, ruleset.at);
+    let (failed, total) = (verdict.failed, verdict.sessions);
+    let dropped = PortRange::list(ruleset.dropped.iter().flat_map(PortRange::ports));
+    if !ruleset.dropped.is_empty() {
+        verdict.status = Status::Insufficient;
+        verdict.summary = format!(
+            "insufficient: {at} drops {dropped}; this load needs {needs} ({failed} of {total} \
+             sessions failed, {} blocked)",
+            verdict.blocked
+        );
+    } else if ruleset.control_dropped > 0 {
+        verdict.status = Status::Insufficient;
+        verdict.summary = format!(
+            "insufficient: {at} drops the control connection (TCP {control_port}, {} packets); \
+             this load needs it and UDP {needs} ({failed} of {total} sessions failed)",
+            ruleset.control_dropped
+        );
+    } else if verdict.status == Status::Sufficient {
+        verdict.summary =
+            format!("{at} passes every session of this load, which needs UDP {needs}");
+    } else {
+        verdict.summary = format!(
+            "{at} dropped nothing this load sent (it needs UDP {needs}); {}",
+            verdict.summary
+        );
+    }
+    verdict.sufficient = verdict.status == Status::Sufficient;
+}
+
 /// What the netns backend adds to a report.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct KernelPath {
@@ -1032,7 +1101,44 @@ pub struct KernelPath {
     /// Which mechanism carried each impairment of the WAN path.
     pub mechanisms: Mechanisms,
     pub client_namespace: String,
+    pub router_namespace: String,
     pub server_namespace: String,
+    /// What the router's delay line did, when the path has a delay.
+    pub delay_line: Option<DelayStats>,
+    /// Client-to-server packets each host's firewall dropped (kernel counters).
+    pub dropped_packets: HostDrops,
+    /// The user's ruleset, when one was under test.
+    pub ruleset: Option<RulesetReport>,
+}
+
+/// Packets dropped on each host, from the kernel's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct HostDrops {
+    pub client: u64,
+    pub router: u64,
+    pub server: u64,
+}
+
+/// The user's ruleset under test, and what it did to this load.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RulesetReport {
+    pub file: String,
+    pub format: crate::firewall::ruleset::Format,
+    /// `client`, `router` or `server`.
+    pub at: &'static str,
+    /// UDP destination ports it dropped datagrams to (kernel counters).
+    #[serde(serialize_with = "first_last_list")]
+    pub dropped: Vec<PortRange>,
+    pub dropped_datagrams: u64,
+    /// Packets of the TCP control connection it dropped.
+    pub control_dropped: u64,
+}
+
+/// What the kernel saw on a netns run: drops per flow, and the user's ruleset's part.
+struct KernelDrops {
+    flows: Vec<netns::Dropped>,
+    ruleset: Option<RulesetReport>,
+    control_port: Port,
 }
 
 /// What a run's two sides gave back.
@@ -1042,6 +1148,8 @@ struct Outcomes {
     server: ServerRecord,
     intervals: Vec<Interval>,
     elapsed: Duration,
+    /// netns: what the kernel's counters say each host dropped.
+    kernel: Option<KernelDrops>,
 }
 
 fn assemble(
@@ -1056,6 +1164,7 @@ fn assemble(
         server,
         intervals,
         elapsed,
+        kernel,
     } = outcomes;
     let scenario = &prepared.schedule.scenario;
     if interrupted {
@@ -1063,10 +1172,39 @@ fn assemble(
         let missing = replay::unstarted(&prepared.planned, &rows);
         rows.extend(missing);
     }
-    let sessions: Vec<SessionResult> = rows
+    let mut sessions: Vec<SessionResult> = rows
         .iter()
         .map(|row| session_result(row, scenario, config.datagram))
         .collect();
+    // On the kernel path, what a session's firewalls dropped is the kernel's count for its
+    // flow, wherever on the path it was dropped.
+    let mut ruleset_drops: Vec<(u32, u64)> = Vec::new();
+    if let Some(kernel) = &kernel {
+        for (row, session) in rows.iter().zip(&mut sessions) {
+            let (Some(local), Some(port)) = (row.report.local, session.port) else {
+                continue;
+            };
+            let of_flow = |d: &&netns::Dropped| {
+                !d.flow.tcp
+                    && d.flow.sport == local.port()
+                    && IpAddr::V4(d.flow.source) == local.ip()
+                    && d.flow.dport == port
+            };
+            session.filtered = kernel.flows.iter().filter(of_flow).map(|d| d.packets).sum();
+            if let Some(r) = &kernel.ruleset {
+                let by_ruleset: u64 = kernel
+                    .flows
+                    .iter()
+                    .filter(of_flow)
+                    .filter(|d| d.host.name() == r.at)
+                    .map(|d| d.packets)
+                    .sum();
+                if by_ruleset > 0 {
+                    ruleset_drops.push((session.id, by_ruleset));
+                }
+            }
+        }
+    }
     let disagreements: Vec<Disagreement> = sessions
         .iter()
         .filter(|s| !s.agree)
@@ -1075,7 +1213,18 @@ fn assemble(
             predicted: s.predicted,
             outcome: s.outcome,
             port: s.port,
-            cause: cause(s, &server.foreign_ports, config.allowed),
+            cause: match (
+                ruleset_drops.iter().find(|(id, _)| *id == s.id),
+                kernel.as_ref().and_then(|k| k.ruleset.as_ref()),
+            ) {
+                (Some((_, n)), Some(r)) if s.outcome == Outcome::Blocked => format!(
+                    "your ruleset at the {} dropped {n} of its datagrams to port {} (kernel \
+                     counters)",
+                    r.at,
+                    s.port.map_or("none".into(), |p| p.to_string())
+                ),
+                _ => cause(s, &server.foreign_ports, config.allowed),
+            },
         })
         .collect();
     let agreement = Agreement {
@@ -1097,6 +1246,12 @@ fn assemble(
         &server.foreign_ports,
     );
     let mut verdict = verdict;
+    if let Some(r) = kernel
+        .as_ref()
+        .and_then(|k| k.ruleset.as_ref().map(|r| (r, k.control_port)))
+    {
+        ruleset_verdict(&mut verdict, r.0, r.1, prepared.required);
+    }
     if agreement.disagree > 0 {
         verdict.summary.push_str(&format!(
             "; {} of {} sessions did not do what the model predicts (see agreement)",
@@ -1255,7 +1410,6 @@ fn client_side(
         filters: (0..=groups)
             .map(|_| Arc::new(OutboundFilter::new(None)))
             .collect(),
-        delay: None,
         capture,
         key,
         rate_bps: config.rate_bps,
@@ -1342,6 +1496,7 @@ async fn run_loopback(
         server: seen,
         intervals,
         elapsed: started.elapsed(),
+        kernel: None,
     };
     let pcap = merged(config, capture, server_capture);
     Ok(assemble(config, prepared, outcomes, pcap))
@@ -1390,6 +1545,7 @@ async fn run_remote(
         server: ServerRecord::default(),
         intervals,
         elapsed: started.elapsed(),
+        kernel: None,
     };
     let pcap = merged(config, capture, None);
     let (mut report, pcap) = assemble(config, prepared, outcomes, pcap);
@@ -1533,6 +1689,13 @@ async fn run_netns(
             groups.len()
         )));
     }
+    if config.ruleset.is_some() && !groups.is_empty() {
+        return Err(BlastError::TimeScale(
+            "client.groups: a group's range is a rule of udprange's own; with --ruleset your \
+             ruleset alone decides what passes (remove the groups, or test without --ruleset)"
+                .into(),
+        ));
+    }
     let group_hosts: Vec<(Ipv4Addr, &crate::scenario::ClientGroup)> = groups
         .iter()
         .enumerate()
@@ -1549,11 +1712,23 @@ async fn run_netns(
     for (addr, _) in &group_hosts {
         hosts.add_client_address(*addr)?;
     }
-    let client_ruleset = ruleset(config, control_port, Side::Client, &group_hosts)?;
-    hosts.load_rules(&hosts.client_ns, &client_ruleset)?;
-    let server_ruleset = ruleset(config, control_port, Side::Server, &group_hosts)?;
-    hosts.load_rules(&hosts.server_ns, &server_ruleset)?;
-    let emulator_delay = hosts.impair(&path)?;
+    // The firewalls under test: the user's ruleset where they put it, or udprange's own
+    // rules on the client and the server. The counters go in after (a ruleset may flush).
+    let (client_ruleset, server_ruleset) = match &config.ruleset {
+        Some(user) => {
+            hosts.load_user_ruleset(user.at, &user.ruleset)?;
+            (String::new(), String::new())
+        }
+        None => {
+            let client = ruleset(config, control_port, Side::Client, &group_hosts)?;
+            hosts.load_rules(&hosts.client_ns, &client)?;
+            let server = ruleset(config, control_port, Side::Server, &group_hosts)?;
+            hosts.load_rules(&hosts.server_ns, &server)?;
+            (client, server)
+        }
+    };
+    hosts.count_flows()?;
+    hosts.impair(&path, delay_queue_len(config, prepared, &path))?;
     let (capture, server_capture) = captures(config);
     let key = server::new_secret();
 
@@ -1563,7 +1738,6 @@ async fn run_netns(
     let server_ns = hosts.server_ns.clone();
     let options = ServerOptions {
         max_datagrams: config.max_datagrams,
-        delay: emulator_delay,
         ..ServerOptions::new(netns::SERVER_ADDR, key)
     };
     let (allocator, emulator_capture) = (config.allocator(), server_capture.clone());
@@ -1600,15 +1774,13 @@ async fn run_netns(
         Err(_) => return Err(BlastError::Server("the emulator thread ended".into())),
     };
 
-    // The clients and the driver: a thread in the client namespace; the kernel's ruleset
-    // filters them.
+    // The clients and the driver: a thread in the client namespace; the kernel's rulesets
+    // filter them, the in-process filters pass everything.
     let client_ns = hosts.client_ns.clone();
-    // The kernel's ruleset filters; the in-process filters pass everything.
     let side = ClientSide {
         addresses: std::iter::once(netns::CLIENT_ADDR)
             .chain(group_hosts.iter().map(|(addr, _)| *addr))
             .collect(),
-        delay: emulator_delay,
         ..client_side(config, control, key, capture.clone(), group_hosts.len())
     };
     let (sampler, sampled) = start_intervals(config, &board);
@@ -1633,26 +1805,99 @@ async fn run_netns(
     let seen = tokio::task::spawn_blocking(move || server_thread.join().unwrap_or_default())
         .await
         .unwrap_or_default();
+    let delay_line = hosts.finish_delay();
     let (rows, interrupted) = driven?;
+    let flows = hosts.dropped()?;
+    let dropped_packets = flows.iter().fold(HostDrops::default(), |mut h, d| {
+        match d.host {
+            Host::Client => h.client += d.packets,
+            Host::Router => h.router += d.packets,
+            Host::Server => h.server += d.packets,
+        }
+        h
+    });
+    let ruleset_report = config.ruleset.as_ref().map(|user| {
+        let at = |d: &&netns::Dropped| d.host == user.at;
+        let udp: Vec<&netns::Dropped> = flows.iter().filter(at).filter(|d| !d.flow.tcp).collect();
+        RulesetReport {
+            file: user.ruleset.path.clone(),
+            format: user.ruleset.format,
+            at: user.at.name(),
+            dropped: PortRange::covering(udp.iter().map(|d| d.flow.dport)),
+            dropped_datagrams: udp.iter().map(|d| d.packets).sum(),
+            control_dropped: flows
+                .iter()
+                .filter(at)
+                .filter(|d| d.flow.tcp && d.flow.dport == control_port)
+                .map(|d| d.packets)
+                .sum(),
+        }
+    });
     let outcomes = Outcomes {
         rows,
         interrupted: interrupted || *stop.borrow(),
         server: seen,
         intervals,
         elapsed: started.elapsed(),
+        kernel: Some(KernelDrops {
+            flows,
+            ruleset: ruleset_report.clone(),
+            control_port,
+        }),
     };
     let pcap = merged(config, capture, server_capture);
     let (mut report, pcap) = assemble(config, prepared, outcomes, pcap);
+    if let Some(line) = &delay_line
+        && !line.ran_to_end
+    {
+        // With the queue's bypass, packets went on undelayed: this was not the path asked for.
+        report.verdict.status = Status::Inconclusive;
+        report.verdict.sufficient = false;
+        report.verdict.summary = format!(
+            "inconclusive: the router's delay line stopped during the run ({}), so packets \
+             passed undelayed from then on; {}",
+            line.stopped.as_deref().unwrap_or("no reason given"),
+            report.verdict.summary
+        );
+    }
+    if let Some(line) = &delay_line
+        && line.queue_dropped + line.user_dropped > 0
+    {
+        report.notes.push(format!(
+            "the router's delay queue dropped {} packets (full: {}, not delivered to the delay \
+             line: {}); they count as WAN loss",
+            line.queue_dropped + line.user_dropped,
+            line.queue_dropped,
+            line.user_dropped
+        ));
+    }
     report.kernel = Some(KernelPath {
         client_ruleset,
         server_ruleset,
         mechanisms: hosts.mechanisms.clone(),
         client_namespace: hosts.client_ns.clone(),
+        router_namespace: hosts.router_ns.clone(),
         server_namespace: hosts.server_ns.clone(),
+        delay_line,
+        dropped_packets,
+        ruleset: ruleset_report,
     });
     report.notes.extend(notes);
     drop(hosts);
     Ok((report, pcap))
+}
+
+/// The delay line's kernel queue: room for every packet in flight over the delay, both
+/// ways, twice over (the default 1024 drops at a few thousand packets per second).
+fn delay_queue_len(config: &BlastConfig, prepared: &Prepared, path: &WanPath) -> u32 {
+    let span = path.delay.unwrap_or_default() + path.jitter.unwrap_or_default();
+    let per_session = match config.rate_bps {
+        0 => 300_000.0,
+        bps => bps as f64 / (f64::from(config.datagram) * 8.0),
+    };
+    let packets =
+        (per_session * prepared.concurrent.max(1) as f64 + 1000.0) * span.as_secs_f64() * 2.0 * 2.0;
+    packets.clamp(4096.0, f64::from(1u32 << 20)) as u32
 }
 
 #[cfg(test)]

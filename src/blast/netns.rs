@@ -1,11 +1,12 @@
-//! Test hosts for the `netns` backend: a client and a server network namespace joined by a
-//! veth pair, addresses from the benchmarking range 198.18.0.0/15, real nftables rulesets on
-//! both hosts, and the WAN path's impairments from the kernel where it has them.
+//! Test hosts for the `netns` backend: three network namespaces, client — router — server,
+//! joined by two veth pairs with addresses from the benchmarking range 198.18.0.0/15, the
+//! router forwarding. Real nftables rulesets on the hosts (or the user's own ruleset where
+//! they ask), and the WAN path's impairments on the router, for every protocol.
 //!
 //! Everything is created with `ip`, `nft` and `tc` (iproute2, nftables) and removed when the
 //! [`TestHosts`] value is dropped — at the end, on error, on panic (unwinding) and after
 //! Ctrl-C, which ends a run normally. A run killed outright leaves namespaces named
-//! `udprange-<pid>-<run>-client` and `-server`; the next run finds those whose process is
+//! `udprange-<pid>-<run>-client`, `-router` and `-server`; the next run finds those whose process is
 //! gone, or whose pid a newer process has taken, and removes them ([`remove_leftovers`]).
 //!
 //! The emulator and the clients enter their namespaces with `setns(2)` on threads of their
@@ -17,15 +18,35 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::delay::{self, DelayLine, DelayStats};
+pub use crate::firewall::ruleset::Host;
+use crate::firewall::ruleset::{RulesetError, UserRuleset};
+
 /// Every namespace this tool creates starts with this.
 pub const PREFIX: &str = "udprange-";
 /// Where `ip netns` keeps its namespaces, one file each, made when the namespace is.
 const NETNS_DIR: &str = "/var/run/netns";
-/// The server's and the client's addresses on the veth pair (RFC 2544 benchmarking range).
-pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Addresses, all from the benchmarking range 198.18.0.0/15 (RFC 2544): the client's side of
+/// the router is 198.18.0.0/24, the server's 198.19.0.0/24.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-/// The test hosts' subnet: room for the client groups' own addresses.
+pub const ROUTER_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+pub const ROUTER_SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 254);
+pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+/// Each side's subnet: room for the client groups' own addresses.
 pub const PREFIX_LEN: u8 = 24;
+/// The client side's subnet, where every client (group) address is.
+pub const CLIENT_NET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+/// The priorities of the chains that count each host's packets before and after every
+/// other chain of its hook (a firewall under test may use any priority in between).
+const COUNT_BEFORE_PRIORITY: i32 = -30_000;
+const COUNT_AFTER_PRIORITY: i32 = 30_000;
+/// The priority of the router's WAN loss chain: after any firewall under test, and after
+/// the counters that tell what that firewall dropped.
+pub const LOSS_PRIORITY: i32 = 30_100;
+/// The table of the flow counters, on every host.
+const COUNT_TABLE: &str = "udprange_count";
+/// Most flows each counting set holds.
+pub const COUNTED_FLOWS: u32 = 65_536;
 /// Most client groups the client namespace gives addresses of their own.
 pub const MAX_GROUP_ADDRESSES: usize = 200;
 
@@ -107,7 +128,7 @@ pub fn check_requirements() -> Result<(), NetnsError> {
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root".to_string());
     }
-    for tool in ["ip", "nft", "tc"] {
+    for tool in ["ip", "nft", "tc", "iptables", "ethtool"] {
         let found = Command::new(tool)
             .arg("-V")
             .stdout(Stdio::null())
@@ -122,19 +143,20 @@ pub fn check_requirements() -> Result<(), NetnsError> {
         Ok(())
     } else {
         Err(NetnsError::Missing(format!(
-            "{} (install iproute2 and nftables, run as root)",
+            "{} (install iproute2, nftables, iptables and ethtool; run as root)",
             missing.join(", ")
         )))
     }
 }
 
 /// The owner's pid in a name this tool gives its namespaces, exactly
-/// `udprange-<pid>-<run>-client` or `udprange-<pid>-<run>-server`; `None` for any other name,
+/// `udprange-<pid>-<run>-client`, `-router` or `-server`; `None` for any other name,
 /// which cleanup never touches.
 pub fn owner_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(PREFIX)?;
     let rest = rest
         .strip_suffix("-client")
+        .or_else(|| rest.strip_suffix("-router"))
         .or_else(|| rest.strip_suffix("-server"))?;
     let (pid, run) = rest.split_once('-')?;
     let number = |text: &str| {
@@ -251,18 +273,46 @@ pub fn remove_leftovers() -> Vec<String> {
     removed
 }
 
-/// A client and a server namespace joined by a veth pair; removed on drop.
-#[derive(Debug)]
+/// The client, the router and the server namespace, joined by two veth pairs; removed on
+/// drop (the delay line first).
 pub struct TestHosts {
     pub client_ns: String,
+    pub router_ns: String,
     pub server_ns: String,
+    /// The client's interface, and the router's toward the client.
     client_if: String,
+    router_client_if: String,
+    /// The router's interface toward the server, and the server's.
+    router_server_if: String,
     server_if: String,
     pub mechanisms: Mechanisms,
+    /// The router's delay line, while it runs.
+    delay_line: Option<DelayLine>,
+}
+
+impl std::fmt::Debug for TestHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestHosts")
+            .field("client_ns", &self.client_ns)
+            .field("router_ns", &self.router_ns)
+            .field("server_ns", &self.server_ns)
+            .finish_non_exhaustive()
+    }
+}
+
+fn exec(namespace: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NetnsError> {
+    run(
+        Command::new("ip")
+            .args(["netns", "exec", namespace])
+            .args(args),
+        stdin,
+    )
 }
 
 impl TestHosts {
-    /// Creates the namespaces, the veth pair and the addresses, loopback up in each.
+    /// Creates the three namespaces, the two veth pairs, addresses and routes, forwarding
+    /// on the router, offloads off everywhere (per-packet loss and delay must see packets,
+    /// not 64 KB GSO bursts), loopback up in each.
     pub fn create() -> Result<Self, NetnsError> {
         let pid = std::process::id();
         let run = RUNS.fetch_add(1, Ordering::Relaxed);
@@ -270,38 +320,86 @@ impl TestHosts {
         let tag = format!("{:x}", (u64::from(pid) << 8) | u64::from(run & 0xff));
         let hosts = Self {
             client_ns: format!("{PREFIX}{pid}-{run}-client"),
+            router_ns: format!("{PREFIX}{pid}-{run}-router"),
             server_ns: format!("{PREFIX}{pid}-{run}-server"),
             client_if: format!("urc{tag}"),
+            router_client_if: format!("urrc{tag}"),
+            router_server_if: format!("urrs{tag}"),
             server_if: format!("urs{tag}"),
             mechanisms: Mechanisms::default(),
+            delay_line: None,
         };
         // From here on, dropping `hosts` removes whatever exists.
-        ip(&["netns", "add", &hosts.server_ns])?;
-        ip(&["netns", "add", &hosts.client_ns])?;
-        ip(&[
-            "link",
-            "add",
-            &hosts.server_if,
-            "netns",
-            &hosts.server_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &hosts.client_if,
-            "netns",
-            &hosts.client_ns,
-        ])?;
-        for (ns, dev, addr) in [
-            (&hosts.server_ns, &hosts.server_if, SERVER_ADDR),
-            (&hosts.client_ns, &hosts.client_if, CLIENT_ADDR),
+        for ns in [&hosts.server_ns, &hosts.router_ns, &hosts.client_ns] {
+            ip(&["netns", "add", ns])?;
+        }
+        for (ns, dev, router_dev) in [
+            (&hosts.client_ns, &hosts.client_if, &hosts.router_client_if),
+            (&hosts.server_ns, &hosts.server_if, &hosts.router_server_if),
         ] {
-            let cidr = format!("{addr}/{PREFIX_LEN}");
+            ip(&[
+                "link",
+                "add",
+                dev,
+                "netns",
+                ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                router_dev,
+                "netns",
+                &hosts.router_ns,
+            ])?;
+        }
+        let prefix = PREFIX_LEN.to_string();
+        for (ns, dev, addr) in [
+            (&hosts.client_ns, &hosts.client_if, CLIENT_ADDR),
+            (
+                &hosts.router_ns,
+                &hosts.router_client_if,
+                ROUTER_CLIENT_ADDR,
+            ),
+            (
+                &hosts.router_ns,
+                &hosts.router_server_if,
+                ROUTER_SERVER_ADDR,
+            ),
+            (&hosts.server_ns, &hosts.server_if, SERVER_ADDR),
+        ] {
+            let cidr = format!("{addr}/{prefix}");
             ip(&["-n", ns, "addr", "add", &cidr, "dev", dev])?;
+            exec(
+                ns,
+                &[
+                    "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+                ],
+                None,
+            )?;
             ip(&["-n", ns, "link", "set", dev, "up"])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
+        for (ns, via) in [
+            (&hosts.client_ns, ROUTER_CLIENT_ADDR),
+            (&hosts.server_ns, ROUTER_SERVER_ADDR),
+        ] {
+            ip(&["-n", ns, "route", "add", "default", "via", &via.to_string()])?;
+        }
+        exec(
+            &hosts.router_ns,
+            &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
+            None,
+        )?;
         Ok(hosts)
+    }
+
+    /// The namespace of `host`.
+    pub fn namespace(&self, host: Host) -> &str {
+        match host {
+            Host::Client => &self.client_ns,
+            Host::Router => &self.router_ns,
+            Host::Server => &self.server_ns,
+        }
     }
 
     /// Gives the client namespace one more address (a client group's own).
@@ -321,114 +419,255 @@ impl TestHosts {
 
     /// Loads an nftables ruleset into one of the namespaces, atomically (`nft -f`).
     pub fn load_rules(&self, namespace: &str, ruleset: &str) -> Result<(), NetnsError> {
-        run(
-            Command::new("ip").args(["netns", "exec", namespace, "nft", "-f", "-"]),
-            Some(ruleset),
-        )
-        .map(|_| ())
+        exec(namespace, &["nft", "-f", "-"], Some(ruleset)).map(|_| ())
     }
 
-    /// Puts the WAN path's impairments where the kernel can carry them. Returns the delay
-    /// and jitter the emulator must add itself (when the kernel has no netem).
-    pub fn impair(&mut self, path: &WanPath) -> Result<Option<(Duration, Duration)>, NetnsError> {
+    /// Runs a command in one of the namespaces; its standard output.
+    pub fn exec(
+        &self,
+        host: Host,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, NetnsError> {
+        exec(self.namespace(host), args, stdin)
+    }
+
+    /// Puts the WAN path's impairments on the router, for every protocol where the
+    /// mechanism allows: delay and jitter from the NFQUEUE delay line, bandwidth from tbf on
+    /// both of the router's interfaces, loss (UDP) from nftables in its forward hook after
+    /// any firewall under test. `queue_max_len` sizes the delay line's kernel queue.
+    pub fn impair(&mut self, path: &WanPath, queue_max_len: u32) -> Result<(), NetnsError> {
         if let Some(loss) = path.loss.filter(|l| *l > 0.0) {
             // Per million: `numgen random mod 1000000 < n` drops n in a million, each way.
             let per_million = (loss * 1e6).round().clamp(0.0, 1e6) as u64;
             let rules = format!(
-                "table inet udprange_wan {{\n\tchain input {{\n\t\ttype filter hook input priority filter; policy accept;\n\t\tmeta l4proto udp numgen random mod 1000000 < {per_million} drop comment \"WAN loss\"\n\t}}\n}}\n"
+                "table inet udprange_wan {{\n\tchain forward {{\n\t\ttype filter hook forward priority {LOSS_PRIORITY}; policy accept;\n\t\tmeta l4proto udp numgen random mod 1000000 < {per_million} drop comment \"WAN loss\"\n\t}}\n}}\n"
             );
-            for ns in [&self.client_ns, &self.server_ns] {
-                run(
-                    Command::new("ip").args(["netns", "exec", ns, "nft", "-f", "-"]),
-                    Some(&rules),
-                )?;
-            }
+            self.load_rules(&self.router_ns, &rules)?;
             self.mechanisms.loss = Some(format!(
-                "nftables numgen random drop, {per_million} per million each way"
+                "nftables numgen random drop on the router, {per_million} per million each way"
             ));
         }
-        let mut delay_in_emulator = None;
         let delay = path.delay.unwrap_or_default();
         let jitter = path.jitter.unwrap_or_default();
         if !delay.is_zero() || !jitter.is_zero() {
-            let netem = |ns: &str, dev: &str| {
-                let mut args = vec![
-                    "-n".to_string(),
-                    ns.into(),
-                    "qdisc".into(),
-                    "add".into(),
-                    "dev".into(),
-                    dev.into(),
-                ];
-                args.extend([
-                    "root".into(),
-                    "handle".into(),
-                    "1:".into(),
-                    "netem".into(),
-                    "delay".into(),
-                ]);
-                args.push(format!("{}us", delay.as_micros()));
-                if !jitter.is_zero() {
-                    args.push(format!("{}us", jitter.as_micros()));
-                }
-                run(Command::new("tc").args(&args), None)
-            };
-            match netem(&self.server_ns, &self.server_if)
-                .and_then(|_| netem(&self.client_ns, &self.client_if))
-            {
-                Ok(_) => self.mechanisms.delay = Some("netem qdisc on both veth ends".to_string()),
-                Err(_) => {
-                    // The kernel has no netem: the emulator delays datagrams itself.
-                    let _ = run(
-                        Command::new("tc").args([
-                            "-n",
-                            &self.server_ns,
-                            "qdisc",
-                            "del",
-                            "dev",
-                            &self.server_if,
-                            "root",
-                        ]),
-                        None,
-                    );
-                    self.mechanisms.delay = Some(
-                        "in-emulator delay line, both directions (the kernel has no netem)"
-                            .to_string(),
-                    );
-                    delay_in_emulator = Some((delay, jitter));
-                }
-            }
+            let line = DelayLine::start(&self.router_ns, delay, jitter, queue_max_len)?;
+            self.delay_line = Some(line);
+            let queue = delay::QUEUE_NUM.to_string();
+            exec(
+                &self.router_ns,
+                &[
+                    "iptables",
+                    "-t",
+                    "raw",
+                    "-I",
+                    "PREROUTING",
+                    "1",
+                    "-j",
+                    "NFQUEUE",
+                    "--queue-num",
+                    &queue,
+                    "--queue-bypass",
+                ],
+                None,
+            )?;
+            self.mechanisms.delay = Some(format!(
+                "NFQUEUE delay line on the router, every protocol, both directions (queue {queue}, \
+                 at most {queue_max_len} packets held)"
+            ));
         }
         if let Some(bps) = path.bandwidth_bps.filter(|b| *b > 0) {
-            let parent_netem = self
-                .mechanisms
-                .delay
-                .as_deref()
-                .is_some_and(|d| d.starts_with("netem"));
-            for (ns, dev) in [
-                (&self.server_ns, &self.server_if),
-                (&self.client_ns, &self.client_if),
-            ] {
-                let mut args = vec!["-n", ns, "qdisc", "add", "dev", dev];
-                if parent_netem {
-                    args.extend(["parent", "1:1", "handle", "10:"]);
-                } else {
-                    args.push("root");
-                }
+            for dev in [&self.router_client_if, &self.router_server_if] {
                 let rate = format!("{bps}bit");
-                args.extend(["tbf", "rate", &rate, "burst", "64kb", "latency", "100ms"]);
-                run(Command::new("tc").args(&args), None)?;
+                run(
+                    Command::new("tc").args([
+                        "-n",
+                        &self.router_ns,
+                        "qdisc",
+                        "add",
+                        "dev",
+                        dev,
+                        "root",
+                        "tbf",
+                        "rate",
+                        &rate,
+                        "burst",
+                        "64kb",
+                        "latency",
+                        "100ms",
+                    ]),
+                    None,
+                )?;
             }
-            self.mechanisms.bandwidth = Some(format!("tbf qdisc at {bps} bit/s on both veth ends"));
+            self.mechanisms.bandwidth = Some(format!(
+                "tbf qdisc at {bps} bit/s on both of the router's interfaces"
+            ));
         }
-        Ok(delay_in_emulator)
+        Ok(())
     }
+
+    /// Checks the user's ruleset in the namespace of `host` (`nft -c`, `iptables-restore
+    /// --test`), then loads it there; the tool's own message when either refuses it.
+    pub fn load_user_ruleset(&self, host: Host, ruleset: &UserRuleset) -> Result<(), RulesetError> {
+        let refused = |command: &[&str], e: NetnsError| RulesetError::Refused {
+            path: ruleset.path.clone(),
+            tool: command.join(" "),
+            // The tools read the file from stdin: name it as the user does.
+            message: match e {
+                NetnsError::Command { stderr, .. } => stderr.replace("/dev/stdin", &ruleset.path),
+                other => other.to_string(),
+            },
+        };
+        for command in [
+            ruleset.format.check_command(),
+            ruleset.format.load_command(),
+        ] {
+            self.exec(host, command, Some(&ruleset.text))
+                .map_err(|e| refused(command, e))?;
+        }
+        Ok(())
+    }
+
+    /// Counts every client-to-server packet (TCP and UDP) on each host twice, per flow: in a
+    /// chain before every other chain of the host's hook and in one after all of them. What
+    /// the first saw and the second did not, a firewall on that host dropped: read from the
+    /// kernel's counters, never guessed. Loaded after any ruleset under test (which may
+    /// `flush ruleset`).
+    pub fn count_flows(&self) -> Result<(), NetnsError> {
+        for host in [Host::Client, Host::Router, Host::Server] {
+            self.load_rules(self.namespace(host), &counting_table(host))?;
+        }
+        Ok(())
+    }
+
+    /// What the firewalls dropped, per host and flow, from the counters [`count_flows`]
+    /// installed.
+    ///
+    /// [`count_flows`]: Self::count_flows
+    pub fn dropped(&self) -> Result<Vec<Dropped>, NetnsError> {
+        let mut drops = Vec::new();
+        for host in [Host::Client, Host::Router, Host::Server] {
+            let read = |set: &str| -> Result<Vec<(Flow, u64)>, NetnsError> {
+                let json = self.exec(
+                    host,
+                    &["nft", "-j", "list", "set", "inet", COUNT_TABLE, set],
+                    None,
+                )?;
+                Ok(parse_flow_counters(&json))
+            };
+            let before = read("before")?;
+            let after: std::collections::HashMap<Flow, u64> = read("after")?.into_iter().collect();
+            for (flow, seen) in before {
+                let passed = after.get(&flow).copied().unwrap_or(0);
+                if seen > passed {
+                    drops.push(Dropped {
+                        host,
+                        flow,
+                        packets: seen - passed,
+                    });
+                }
+            }
+        }
+        drops.sort_by_key(|d| (d.host.name(), d.flow));
+        Ok(drops)
+    }
+
+    /// Stops the delay line, if one runs, and says what it did.
+    pub fn finish_delay(&mut self) -> Option<DelayStats> {
+        self.delay_line.take().map(DelayLine::finish)
+    }
+}
+
+/// One client-to-server flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Flow {
+    pub tcp: bool,
+    pub source: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Packets of a flow a host's firewall dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub host: Host,
+    pub flow: Flow,
+    pub packets: u64,
+}
+
+/// The nftables table that counts a host's client-to-server flows before and after every
+/// other chain of its hook.
+pub fn counting_table(host: Host) -> String {
+    let hook = host.hook();
+    let key = "meta l4proto . ip saddr . th sport . th dport";
+    let set = |name: &str| {
+        format!(
+            "\tset {name} {{\n\t\ttype inet_proto . ipv4_addr . inet_service . inet_service\n\t\tsize {COUNTED_FLOWS}\n\t\tflags dynamic\n\t\tcounter\n\t}}\n"
+        )
+    };
+    let chain = |name: &str, priority: i32| {
+        format!(
+            "\tchain {name} {{\n\t\ttype filter hook {hook} priority {priority}; policy accept;\n\t\tip daddr {SERVER_ADDR} meta l4proto {{ tcp, udp }} update @{name} {{ {key} }}\n\t}}\n"
+        )
+    };
+    format!(
+        "table inet {COUNT_TABLE} {{\n{}{}{}{}}}\n",
+        set("before"),
+        set("after"),
+        chain("before", COUNT_BEFORE_PRIORITY),
+        chain("after", COUNT_AFTER_PRIORITY)
+    )
+}
+
+/// The flows and packet counts in `nft -j list set` output; elements it cannot read are
+/// skipped.
+pub fn parse_flow_counters(json: &str) -> Vec<(Flow, u64)> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    let mut flows = Vec::new();
+    let sets = value["nftables"].as_array().into_iter().flatten();
+    for element in sets.filter_map(|o| o["set"]["elem"].as_array()).flatten() {
+        let elem = &element["elem"];
+        let (Some(concat), Some(packets)) = (
+            elem["val"]["concat"].as_array(),
+            elem["counter"]["packets"].as_u64(),
+        ) else {
+            continue;
+        };
+        let tcp = match &concat.first() {
+            Some(serde_json::Value::String(p)) => p == "tcp",
+            Some(v) => v.as_u64() == Some(6),
+            None => continue,
+        };
+        let port = |i: usize| concat.get(i)?.as_u64().and_then(|p| u16::try_from(p).ok());
+        let (Some(source), Some(sport), Some(dport)) = (
+            concat
+                .get(1)
+                .and_then(|a| a.as_str()?.parse::<Ipv4Addr>().ok()),
+            port(2),
+            port(3),
+        ) else {
+            continue;
+        };
+        flows.push((
+            Flow {
+                tcp,
+                source,
+                sport,
+                dport,
+            },
+            packets,
+        ));
+    }
+    flows
 }
 
 impl Drop for TestHosts {
     fn drop(&mut self) {
-        // Deleting a namespace deletes the veth end in it, and with it the pair.
-        for ns in [&self.client_ns, &self.server_ns] {
+        drop(self.delay_line.take());
+        // Deleting a namespace deletes the veth ends in it, and with them the pairs.
+        for ns in [&self.client_ns, &self.router_ns, &self.server_ns] {
             let _ = ip(&["netns", "del", ns]);
         }
     }
@@ -468,10 +707,11 @@ mod tests {
     fn owner_pid_reads_only_the_exact_pattern() {
         assert_eq!(owner_pid("udprange-1234-0-client"), Some(1234));
         assert_eq!(owner_pid("udprange-1-17-server"), Some(1));
+        assert_eq!(owner_pid("udprange-77-3-router"), Some(77));
         for other in [
             "udprange-mine",
             "udprange-1234-client",
-            "udprange-1234-0-router",
+            "udprange-1234-0-switch",
             "udprange-1234-0-client-x",
             "udprange-1234-0-0-client",
             "udprange--0-client",

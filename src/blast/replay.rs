@@ -151,7 +151,6 @@ pub struct ClientSide {
     /// Each client group's outbound filter on loopback (pass-all on netns, where the
     /// kernel's ruleset filters).
     pub filters: Vec<Arc<OutboundFilter>>,
-    pub delay: Option<(Duration, Duration)>,
     pub capture: Option<Arc<Capture>>,
     pub key: u64,
     pub rate_bps: u64,
@@ -295,7 +294,6 @@ impl Driver {
             handshake_timeout: self.schedule.wall(self.handshake),
             max_datagrams: self.side.max_datagrams,
             address: self.side.addresses[group],
-            delay: self.side.delay,
         }
     }
 }

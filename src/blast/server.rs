@@ -27,7 +27,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::capture::Capture;
-use super::delay::DelayLine;
 pub use super::receiver::ServerSession;
 use super::receiver::{PortReceiver, Registration, Reply};
 use crate::limits::{MAX_CLIENTS, MAX_DATAGRAMS_PER_SESSION};
@@ -55,12 +54,10 @@ pub fn pending_limit() -> usize {
 /// How the emulator runs.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// The address it listens on (127.0.0.1 on loopback, 198.18.0.1 in its namespace).
+    /// The address it listens on (127.0.0.1 on loopback, 198.19.0.1 in its namespace).
     pub address: Ipv4Addr,
     /// Highest sequence number a session may use (bounds what a session can claim).
     pub max_datagrams: u64,
-    /// One-way delay and jitter added to its replies when the kernel cannot (no netem).
-    pub delay: Option<(Duration, Duration)>,
     /// The run's credential: a HELLO must carry it.
     pub key: u64,
     /// Most sessions at once.
@@ -99,7 +96,6 @@ impl ServerOptions {
         Self {
             address,
             max_datagrams: MAX_DATAGRAMS_PER_SESSION,
-            delay: None,
             key,
             max_sessions: MAX_CLIENTS,
             describe: None,
@@ -649,10 +645,6 @@ async fn receive(
     let mut replies = Vec::new();
     let mut path = Path {
         socket: Arc::clone(&socket),
-        delay: shared
-            .options
-            .delay
-            .map(|(delay, jitter)| DelayLine::spawn(Arc::clone(&socket), delay, jitter)),
         local: SocketAddr::from((shared.options.address, port)),
         wire: vec![0u8; 2048],
     };
@@ -702,10 +694,9 @@ async fn receive(
     lock(&shared.results).extend(receiver.finish());
 }
 
-/// The server's end of the path: its socket, and the delay line when it adds the delay.
+/// The server's end of the path: its socket.
 struct Path {
     socket: Arc<UdpSocket>,
-    delay: Option<DelayLine>,
     local: SocketAddr,
     wire: Vec<u8>,
 }
@@ -723,13 +714,6 @@ impl Path {
         if let Some(capture) = &shared.capture {
             capture.record(self.local, reply.to, bytes);
         }
-        match &mut self.delay {
-            Some(line) => {
-                line.send(bytes, reply.to);
-            }
-            None => {
-                let _ = self.socket.send_to(bytes, reply.to).await;
-            }
-        }
+        let _ = self.socket.send_to(bytes, reply.to).await;
     }
 }

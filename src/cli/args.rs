@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::firewall::rules::Syntax;
+use crate::firewall::ruleset::Host;
 use crate::firewall::{Peer, Side};
 use crate::limits;
 use crate::model::{Port, PortRange, ServerOs, parse_port};
@@ -398,13 +399,15 @@ pub struct BlastArgs {
     pub handshake_timeout: Option<Duration>,
 
     /// Where the packets flow: loopback (127.0.0.1, the client firewall modelled in process)
-    /// or netns (two network namespaces, a veth pair and the real nftables ruleset of
-    /// `udprange rules --side client --default-drop`; needs root, ip, nft, tc). Default
+    /// or netns (three network namespaces, client — router — server, with the real nftables
+    /// rulesets of `udprange rules --default-drop` on client and server, or --ruleset; the
+    /// WAN flags shape the router; needs root, ip, nft, tc, iptables, ethtool). Default
     /// loopback. Example: --backend netns
     #[arg(long, allow_hyphen_values = true, default_value = "loopback", value_parser = parse_backend)]
     pub backend: BackendName,
 
-    /// netns only: one-way delay of the WAN path, each direction; none by default.
+    /// netns only: one-way delay of the WAN path, each direction, for every protocol (the
+    /// router's NFQUEUE delay line); none by default.
     /// Example: --delay 50ms
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
     pub delay: Option<Duration>,
@@ -422,6 +425,20 @@ pub struct BlastArgs {
     /// Example: --bandwidth 200Mbit
     #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
     pub bandwidth: Option<Bitrate>,
+
+    /// netns only: your own firewall ruleset under test instead of udprange's rules, an
+    /// nftables file (`nft -f`, text or JSON) or iptables-save output, told apart by content
+    /// and checked (`nft -c`, `iptables-restore --test`) before it loads. The range under test
+    /// is whatever it passes; the verdict names the ports it dropped (kernel counters). The
+    /// hosts: client 198.18.0.2, server 198.19.0.1, router between. None by default (udprange's
+    /// own rules on client and server). Example: --ruleset fw.nft
+    #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
+    pub ruleset: Option<PathBuf>,
+
+    /// Where --ruleset goes: router (forward hook, default), client (output) or server
+    /// (input). Example: --ruleset-at client
+    #[arg(long, allow_hyphen_values = true, value_name = "HOST", value_parser = parse_host)]
+    pub ruleset_at: Option<Host>,
 
     /// Also write the traffic as a pcap file (Ethernet/IPv4/UDP); none by default.
     /// Example: --pcap blast.pcap
@@ -537,6 +554,16 @@ fn parse_listen(text: &str) -> Result<std::net::SocketAddrV4, String> {
 pub enum BackendName {
     Loopback,
     Netns,
+}
+
+/// `--ruleset-at`, `audit --at`: a host on the test path.
+pub fn parse_host(text: &str) -> Result<Host, String> {
+    match text.trim() {
+        "client" => Ok(Host::Client),
+        "router" => Ok(Host::Router),
+        "server" => Ok(Host::Server),
+        _ => Err(format!("unknown host '{text}' (client, router, server)")),
+    }
 }
 
 fn parse_backend(text: &str) -> Result<BackendName, String> {

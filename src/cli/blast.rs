@@ -11,7 +11,7 @@ use super::args::BackendName;
 use super::args::BlastArgs;
 use super::output::{self, OutputFile};
 use super::{EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, Outcome, UsageError};
-use crate::blast::netns::WanPath;
+use crate::blast::netns::{Host, WanPath};
 use crate::blast::{self, Backend, BlastConfig, Board, Status};
 use crate::limits;
 use crate::report::Export;
@@ -161,6 +161,38 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
         loss: args.loss.map(|p| p.value()),
         bandwidth_bps: args.bandwidth.map(|b| b.bits_per_second() as u64),
     };
+    if args.ruleset_at.is_some() && args.ruleset.is_none() {
+        return Err(UsageError::flag(
+            "--ruleset-at",
+            args.ruleset_at.map_or("", |h| h.name()),
+            "says where --ruleset goes; give --ruleset FILE too",
+        ));
+    }
+    if let Some(path) = &args.ruleset {
+        let shown = path.display().to_string();
+        if args.backend != BackendName::Netns {
+            return Err(UsageError::flag(
+                "--ruleset",
+                &shown,
+                "loads your ruleset into the namespaces of --backend netns; add --backend netns",
+            ));
+        }
+        if args.allowed.is_some() {
+            return Err(UsageError::flag(
+                "--allowed",
+                "",
+                "with --ruleset, your ruleset decides what passes; drop --allowed",
+            ));
+        }
+        let ruleset = crate::firewall::ruleset::UserRuleset::read(path)
+            .map_err(|e| UsageError(format!("--ruleset {e}")))?;
+        config.ruleset = Some(blast::RulesetAt {
+            ruleset,
+            at: args.ruleset_at.unwrap_or(Host::Router),
+        });
+        // The range under test is whatever the ruleset passes: the model passes everything.
+        config.allowed = None;
+    }
     config.backend = match args.backend {
         BackendName::Netns => Backend::Netns(wan),
         BackendName::Loopback => {

@@ -16,6 +16,7 @@
 
 pub mod model;
 pub mod rules;
+pub mod ruleset;
 
 use std::fmt;
 use std::net::IpAddr;

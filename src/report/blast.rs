@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::Export;
 use crate::blast::{BlastReport, Header, SessionResult};
+use crate::model::PortRange;
 
 /// A bit rate for people.
 pub fn rate(bps: f64) -> String {
@@ -92,8 +93,8 @@ pub fn body_text(r: &BlastReport) -> String {
     if let Some(kernel) = &r.kernel {
         let _ = writeln!(
             out,
-            "hosts      client namespace {}, server namespace {} (veth, 198.18.0.0/15)",
-            kernel.client_namespace, kernel.server_namespace
+            "hosts      client {} (198.18.0.2) — router {} — server {} (198.19.0.1), veth pairs",
+            kernel.client_namespace, kernel.router_namespace, kernel.server_namespace
         );
         let m = &kernel.mechanisms;
         for (what, how) in [
@@ -105,10 +106,55 @@ pub fn body_text(r: &BlastReport) -> String {
                 let _ = writeln!(out, "wan        {what}: {how}");
             }
         }
+        if let Some(line) = &kernel.delay_line {
+            let _ = writeln!(
+                out,
+                "delay line {} packets held, at most {} at once; kernel queue drops {} full, {} \
+                 undelivered{}",
+                line.packets,
+                line.held_max,
+                line.queue_dropped,
+                line.user_dropped,
+                if line.ran_to_end {
+                    String::new()
+                } else {
+                    format!(
+                        "; STOPPED EARLY ({}): packets passed undelayed after that",
+                        line.stopped.as_deref().unwrap_or("no reason given")
+                    )
+                }
+            );
+        }
+        let d = kernel.dropped_packets;
+        let _ = writeln!(
+            out,
+            "dropped    by the firewalls, kernel counters: client {}, router {}, server {}",
+            d.client, d.router, d.server
+        );
+        if let Some(user) = &kernel.ruleset {
+            let dropped = if user.dropped.is_empty() {
+                "no UDP port".to_string()
+            } else {
+                PortRange::list(user.dropped.iter().flat_map(PortRange::ports))
+            };
+            let _ = writeln!(
+                out,
+                "ruleset    {} ({}) at the {}: dropped UDP to {dropped} ({} datagrams), {} \
+                 control packets",
+                user.file,
+                user.format.name(),
+                user.at,
+                user.dropped_datagrams,
+                user.control_dropped
+            );
+        }
         for (host, rules) in [
             ("client", &kernel.client_ruleset),
             ("server", &kernel.server_ruleset),
         ] {
+            if rules.is_empty() {
+                continue;
+            }
             let _ = writeln!(out, "ruleset in force in the {host} namespace:");
             for line in rules.lines() {
                 let _ = writeln!(out, "  | {line}");

@@ -220,7 +220,6 @@ fn data_that_arrived_unacknowledged_is_not_blocked() {
             handshake_timeout: Duration::from_millis(500),
             max_datagrams: 1000,
             address: Ipv4Addr::LOCALHOST,
-            delay: None,
         };
         let (_stop, stopped) = tokio::sync::watch::channel(false);
         let report = client::run(

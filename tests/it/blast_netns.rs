@@ -61,7 +61,11 @@ fn assert_gone(report: &BlastReport) {
         .kernel
         .as_ref()
         .expect("netns reports its namespaces");
-    for name in [&kernel.client_namespace, &kernel.server_namespace] {
+    for name in [
+        &kernel.client_namespace,
+        &kernel.router_namespace,
+        &kernel.server_namespace,
+    ] {
         assert!(!netns::exists(name), "{name} was left behind");
     }
 }
@@ -86,9 +90,16 @@ fn netns_agrees_with_loopback_and_simulate() {
         .iter()
         .filter(|s| s.outcome == Outcome::Blocked)
     {
-        // nftables dropped them on the output hook: send failed with EPERM, counted.
+        // nftables dropped them on the output hook: the kernel's counters say how many.
         assert!(s.filtered > 0 && s.received == 0, "{s:?}");
     }
+    let drops = kernel.kernel.as_ref().unwrap().dropped_packets;
+    let filtered: u64 = kernel.sessions.iter().map(|s| s.filtered).sum();
+    assert_eq!(
+        (drops.client, drops.router, drops.server),
+        (filtered, 0, 0),
+        "every drop is the client ruleset's, and is some session's"
+    );
     let kernel_path = kernel
         .kernel
         .as_ref()
@@ -115,8 +126,8 @@ fn netns_agrees_with_loopback_and_simulate() {
     assert_gone(&kernel);
 }
 
-/// Delay, jitter, loss and bandwidth are carried by the kernel where it can, by the emulator
-/// where it cannot, and the report says which; loss brings retransmissions, delay latency.
+/// Delay, jitter, loss and bandwidth live on the router and the report says how; loss brings
+/// retransmissions, delay latency and a handshake of two round trips.
 #[test]
 fn wan_path_is_exercised_for_real() {
     let Some(_namespaces) = kernel_path() else {
@@ -156,17 +167,20 @@ fn wan_path_is_exercised_for_real() {
     );
     let delay = mechanisms.delay.as_deref().unwrap();
     assert!(
-        delay.starts_with("netem") || delay.starts_with("in-emulator delay line"),
+        delay.starts_with("NFQUEUE delay line on the router"),
         "{delay}"
     );
+    let line = report.kernel.as_ref().unwrap().delay_line.clone().unwrap();
+    assert!(line.ran_to_end && line.packets > 1000, "{line:?}");
+    assert_eq!((line.queue_dropped, line.user_dropped), (0, 0), "{line:?}");
     let retransmitted: u64 = report.sessions.iter().map(|s| s.retransmitted).sum();
     assert!(retransmitted > 0, "1 % loss should cause retransmissions");
     for s in &report.sessions {
         let latency = s.latency_us.expect("latency measured");
         assert!(latency.p50 >= 18_000 && latency.p50 < 60_000, "{s:?}");
         assert!(
-            s.handshake_ms.unwrap() >= 36.0,
-            "a round trip is at least 2 x 18 ms: {s:?}"
+            s.handshake_ms.unwrap() >= 72.0,
+            "two round trips are at least 4 x 18 ms: {s:?}"
         );
     }
     assert_gone(&report);
@@ -179,16 +193,26 @@ fn nothing_is_left_behind() {
     let Some(_namespaces) = kernel_path() else {
         return;
     };
-    let hosts = TestHosts::create().unwrap();
-    let names = (hosts.client_ns.clone(), hosts.server_ns.clone());
-    assert!(netns::exists(&names.0) && netns::exists(&names.1));
+    let mut hosts = TestHosts::create().unwrap();
+    let names = [
+        hosts.client_ns.clone(),
+        hosts.router_ns.clone(),
+        hosts.server_ns.clone(),
+    ];
+    assert!(names.iter().all(|n| netns::exists(n)));
+    // A delay line runs on the router when the run fails.
+    let delayed = WanPath {
+        delay: Some(Duration::from_millis(5)),
+        ..WanPath::default()
+    };
+    hosts.impair(&delayed, 4096).unwrap();
     let failed = hosts.load_rules(
         &hosts.client_ns,
         "table inet broken { chain nope { bogus } }",
     );
     assert!(failed.is_err());
     drop(hosts);
-    assert!(!netns::exists(&names.0) && !netns::exists(&names.1));
+    assert!(names.iter().all(|n| !netns::exists(n)), "{names:?}");
 
     let panicked = std::panic::catch_unwind(|| {
         let hosts = TestHosts::create().unwrap();

@@ -15,6 +15,7 @@ mod netns_cleanup;
 mod per_account_model;
 mod properties;
 mod replay;
+mod router;
 mod scenario_properties;
 mod serve;
 mod simulate_cli;

@@ -347,7 +347,7 @@ fn netns_replays_agree() {
         if name == "partners-narrow-range" {
             assert!(
                 kernel.client_ruleset.contains(
-                    "ip saddr 198.18.0.11 ip daddr 198.18.0.1 udp dport 33001-33005 accept"
+                    "ip saddr 198.18.0.11 ip daddr 198.19.0.1 udp dport 33001-33005 accept"
                 ),
                 "{}",
                 kernel.client_ruleset
