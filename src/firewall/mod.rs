@@ -14,6 +14,7 @@
 //! assert_eq!(client[1].ports.to_string(), "33001-33010");
 //! ```
 
+pub mod audit;
 pub mod model;
 pub mod rules;
 pub mod ruleset;
