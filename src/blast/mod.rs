@@ -12,6 +12,7 @@ pub mod client;
 pub mod delay;
 pub mod netns;
 pub mod pacing;
+pub mod probe;
 pub mod receiver;
 pub mod replay;
 pub mod sender;

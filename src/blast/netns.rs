@@ -45,6 +45,8 @@ const COUNT_AFTER_PRIORITY: i32 = 30_000;
 pub const LOSS_PRIORITY: i32 = 30_100;
 /// The table of the flow counters, on every host.
 const COUNT_TABLE: &str = "udprange_count";
+/// The table of `audit --confirm`'s probe counters.
+const PROBE_TABLE: &str = "udprange_probe";
 /// Most flows each counting set holds.
 pub const COUNTED_FLOWS: u32 = 65_536;
 /// Most client groups the client namespace gives addresses of their own.
@@ -150,14 +152,15 @@ pub fn check_requirements() -> Result<(), NetnsError> {
 }
 
 /// The owner's pid in a name this tool gives its namespaces, exactly
-/// `udprange-<pid>-<run>-client`, `-router` or `-server`; `None` for any other name,
+/// `udprange-<pid>-<run>-client`, `-router`, `-server` or `-audit`; `None` for any other name,
 /// which cleanup never touches.
 pub fn owner_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(PREFIX)?;
     let rest = rest
         .strip_suffix("-client")
         .or_else(|| rest.strip_suffix("-router"))
-        .or_else(|| rest.strip_suffix("-server"))?;
+        .or_else(|| rest.strip_suffix("-server"))
+        .or_else(|| rest.strip_suffix("-audit"))?;
     let (pid, run) = rest.split_once('-')?;
     let number = |text: &str| {
         (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
@@ -572,6 +575,96 @@ impl TestHosts {
         Ok(drops)
     }
 
+    /// Lets the client send from `client` and the server receive on `server` as well as on
+    /// the test addresses, routed through the router (for a ruleset written for them).
+    pub fn add_addresses(&self, client: Ipv4Addr, server: Ipv4Addr) -> Result<(), NetnsError> {
+        if client != CLIENT_ADDR {
+            self.add_client_address_host(client)?;
+            let c = format!("{client}/32");
+            ip(&[
+                "-n",
+                &self.router_ns,
+                "route",
+                "add",
+                &c,
+                "via",
+                &CLIENT_ADDR.to_string(),
+            ])?;
+        }
+        if server != SERVER_ADDR {
+            let s = format!("{server}/32");
+            ip(&[
+                "-n",
+                &self.server_ns,
+                "addr",
+                "add",
+                &s,
+                "dev",
+                &self.server_if,
+            ])?;
+            ip(&[
+                "-n",
+                &self.router_ns,
+                "route",
+                "add",
+                &s,
+                "via",
+                &SERVER_ADDR.to_string(),
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn add_client_address_host(&self, addr: Ipv4Addr) -> Result<(), NetnsError> {
+        let cidr = format!("{addr}/32");
+        ip(&[
+            "-n",
+            &self.client_ns,
+            "addr",
+            "add",
+            &cidr,
+            "dev",
+            &self.client_if,
+        ])
+        .map(|_| ())
+    }
+
+    /// Counts probes to `server` by protocol and destination port where they leave (the
+    /// client's output hook, before all else) and where they arrive (the server's
+    /// prerouting before all else, or its input after all else when the firewall under
+    /// test is the server's own).
+    pub fn count_probes(&self, server: Ipv4Addr, firewall: Host) -> Result<(), NetnsError> {
+        let table = |set: &str, hook: &str, priority: i32| {
+            format!(
+                "table inet {PROBE_TABLE} {{\n\tset {set} {{\n\t\ttype inet_proto . inet_service\n\t\tsize 131072\n\t\tflags dynamic\n\t\tcounter\n\t}}\n\tchain {set} {{\n\t\ttype filter hook {hook} priority {priority}; policy accept;\n\t\tip daddr {server} meta l4proto {{ tcp, udp }} update @{set} {{ meta l4proto . th dport }}\n\t}}\n}}\n"
+            )
+        };
+        self.load_rules(
+            &self.client_ns,
+            &table("sent", "output", COUNT_BEFORE_PRIORITY),
+        )?;
+        let arrival = match firewall {
+            Host::Server => table("arrived", "input", COUNT_AFTER_PRIORITY),
+            _ => table("arrived", "prerouting", COUNT_BEFORE_PRIORITY),
+        };
+        self.load_rules(&self.server_ns, &arrival)
+    }
+
+    /// The (protocol is TCP, destination port) pairs [`count_probes`] saw leave and arrive.
+    ///
+    /// [`count_probes`]: Self::count_probes
+    pub fn probes(&self) -> Result<(Vec<Probe>, Vec<Probe>), NetnsError> {
+        let read = |host: Host, set: &str| -> Result<Vec<Probe>, NetnsError> {
+            let json = self.exec(
+                host,
+                &["nft", "-j", "list", "set", "inet", PROBE_TABLE, set],
+                None,
+            )?;
+            Ok(parse_probe_counters(&json))
+        };
+        Ok((read(Host::Client, "sent")?, read(Host::Server, "arrived")?))
+    }
+
     /// Stops the delay line, if one runs, and says what it did.
     pub fn finish_delay(&mut self) -> Option<DelayStats> {
         self.delay_line.take().map(DelayLine::finish)
@@ -617,6 +710,29 @@ pub fn counting_table(host: Host) -> String {
         chain("before", COUNT_BEFORE_PRIORITY),
         chain("after", COUNT_AFTER_PRIORITY)
     )
+}
+
+/// A probe: whether it is TCP, and its destination port.
+pub type Probe = (bool, u16);
+
+/// The probes with packets in `nft -j list set` output of a probe set.
+pub fn parse_probe_counters(json: &str) -> Vec<Probe> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    let sets = value["nftables"].as_array().into_iter().flatten();
+    sets.filter_map(|o| o["set"]["elem"].as_array())
+        .flatten()
+        .filter(|e| e["elem"]["counter"]["packets"].as_u64().unwrap_or(0) > 0)
+        .filter_map(|e| {
+            let concat = e["elem"]["val"]["concat"].as_array()?;
+            let tcp = match concat.first()? {
+                serde_json::Value::String(p) => p == "tcp",
+                v => v.as_u64() == Some(6),
+            };
+            Some((tcp, u16::try_from(concat.get(1)?.as_u64()?).ok()?))
+        })
+        .collect()
 }
 
 /// The flows and packet counts in `nft -j list set` output; elements it cannot read are
@@ -673,6 +789,40 @@ impl Drop for TestHosts {
     }
 }
 
+/// An nftables ruleset in text as `nft -j list ruleset` prints it: loaded into a namespace of
+/// its own (so `include`, `define` and `flush ruleset` mean what nft makes of them), listed,
+/// and the namespace removed. Needs root and `nft`.
+pub fn nft_json(ruleset: &UserRuleset) -> Result<String, RulesetError> {
+    let refused = |tool: &str, e: NetnsError| RulesetError::Refused {
+        path: ruleset.path.clone(),
+        tool: tool.to_string(),
+        message: match e {
+            NetnsError::Command { stderr, .. } => stderr.replace("/dev/stdin", &ruleset.path),
+            other => other.to_string(),
+        },
+    };
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let scratch = Scratch(format!("{PREFIX}{}-{run}-audit", std::process::id()));
+    ip(&["netns", "add", &scratch.0]).map_err(|e| refused("ip netns add", e))?;
+    exec(
+        &scratch.0,
+        ruleset.format.load_command(),
+        Some(&ruleset.text),
+    )
+    .map_err(|e| refused(&ruleset.format.load_command().join(" "), e))?;
+    exec(&scratch.0, &["nft", "-j", "list", "ruleset"], None)
+        .map_err(|e| refused("nft -j list ruleset", e))
+}
+
+/// A namespace removed when dropped.
+struct Scratch(String);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.0]);
+    }
+}
+
 /// Moves the calling thread into network namespace `name` (made by [`TestHosts::create`]).
 pub fn enter(name: &str) -> Result<(), NetnsError> {
     use std::os::fd::AsRawFd;
@@ -708,6 +858,7 @@ mod tests {
         assert_eq!(owner_pid("udprange-1234-0-client"), Some(1234));
         assert_eq!(owner_pid("udprange-1-17-server"), Some(1));
         assert_eq!(owner_pid("udprange-77-3-router"), Some(77));
+        assert_eq!(owner_pid("udprange-78-0-audit"), Some(78));
         for other in [
             "udprange-mine",
             "udprange-1234-client",

@@ -70,6 +70,14 @@ pub enum Command {
     ///
     /// Example: udprange serve --os windows --listen 0.0.0.0:33001 --key s3cret
     Serve(ServeArgs),
+    /// Which UDP ports (and the TCP control port) a firewall ruleset passes from client to
+    /// server, without a packet: `passes`, `missing` (needed, dropped: too narrow) and `extra`
+    /// (passed, not needed: a security finding) against what the plan flags (or a scenario)
+    /// need. Exit 0 when sufficient, 1 when something needed is dropped, 3 when what decides
+    /// it cannot be told statically (the report names it).
+    ///
+    /// Example: udprange audit corp.nft --at router --os windows --concurrent 10
+    Audit(AuditArgs),
     /// Combine shard files written by `simulate --shard I/N --out FILE` into the result of
     /// one whole run.
     Merge(MergeArgs),
@@ -457,6 +465,68 @@ pub struct BlastArgs {
     pub pcap_limit: u64,
 
     /// Output format: text, json (one object) or csv (the session table). Example: --format json
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The ruleset: nftables (`nft -f` text, needs root and nft to read; or `nft -j list
+    /// ruleset` JSON) or iptables-save output, told apart by content.
+    /// Example: udprange audit /etc/nftables.conf
+    #[arg(value_name = "RULESET")]
+    pub ruleset: PathBuf,
+
+    /// Where the ruleset sits: client (output and postrouting hooks), router (prerouting,
+    /// forward, postrouting; the default) or server (prerouting, input).
+    /// Example: --at client
+    #[arg(long, allow_hyphen_values = true, value_name = "HOST", default_value = "router", value_parser = parse_host)]
+    pub at: Host,
+
+    /// Scenario file: the UDP range it needs is what `simulate` recommends for it, instead of
+    /// the plan flags; none by default. Example: --scenario scenarios/office.toml
+    #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+
+    /// The client's address in the packets evaluated. Default 198.18.0.2 (the test client).
+    /// Example: --client-addr 10.1.2.3
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "ADDR",
+        default_value = "198.18.0.2"
+    )]
+    pub client_addr: std::net::Ipv4Addr,
+
+    /// The server's address. Default 198.19.0.1 (the test server).
+    /// Example: --server-addr 203.0.113.10
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "ADDR",
+        default_value = "198.19.0.1"
+    )]
+    pub server_addr: std::net::Ipv4Addr,
+
+    /// The interface packets come in on, for rules that match it; none by default (such
+    /// rules are undecided). Example: --iif eth0
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
+    pub iif: Option<String>,
+
+    /// The interface packets leave by; none by default. Example: --oif eth1
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME")]
+    pub oif: Option<String>,
+
+    /// Also load the ruleset into test namespaces, send a probe to every UDP port and the
+    /// control port, and report where the kernel and the static answer disagree (needs
+    /// root, ip, nft, iptables, ethtool). Off by default. Example: --confirm
+    #[arg(long)]
+    pub confirm: bool,
+
+    #[command(flatten)]
+    pub sizing: SizingArgs,
+
+    /// Output format: text or json (one object). Example: --format json
     #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
     pub format: Format,
 }

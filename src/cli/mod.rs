@@ -8,6 +8,7 @@
 //! report covers the run until then).
 
 mod args;
+mod audit;
 mod blast;
 mod output;
 mod serve;
@@ -155,6 +156,7 @@ fn execute(command: &Command) -> Result<Outcome, UsageError> {
         Command::Merge(args) => simulate::merge(args),
         Command::Blast(args) => blast::blast(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Audit(args) => audit::audit(args),
         Command::Completions { shell } => {
             let mut buffer = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "udprange", &mut buffer);

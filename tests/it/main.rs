@@ -3,6 +3,7 @@
 //! faster than with a binary per file. Tests that need root or a tool say so loudly and skip;
 //! under `CI=true` that skip is a failure.
 
+mod audit;
 mod blast_cli;
 mod blast_loopback;
 mod blast_netns;

@@ -313,7 +313,12 @@ impl Ruleset {
         } else if drops == branches.len() {
             Fate::Dropped
         } else {
-            let mut why: Vec<String> = branches.into_iter().flat_map(|b| b.assumed).collect();
+            // A match and its negation are one question: name it once.
+            let mut why: Vec<String> = branches
+                .into_iter()
+                .flat_map(|b| b.assumed)
+                .map(|w| w.replacen(": not ", ": ", 1))
+                .collect();
             why.sort();
             why.dedup();
             Fate::Undecided(why)
@@ -513,10 +518,7 @@ impl Ruleset {
                                 return (Tri::No, String::new());
                             }
                         }
-                        Key::Unknown(what) => unknown.push(format!(
-                            "{what} {}",
-                            if *negate { "outside a set" } else { "in a set" }
-                        )),
+                        Key::Unknown(what) => unknown.push(what),
                     }
                 }
             }

@@ -192,7 +192,12 @@ fn read_rule(place: String, exprs: &[Json], sets: &[&(String, String, Json)]) ->
                 }
             }
             "queue" => action = Action::Unknown("queue to userspace".into()),
-            "limit" | "quota" | "xt" | "synproxy" | "ct count" => {
+            "limit" => matches.push(Match::Unknown(format!(
+                "limit rate {}/{}",
+                body.get("rate").map_or("?".into(), Json::to_string),
+                text(body, "per")
+            ))),
+            "quota" | "xt" | "synproxy" | "ct count" => {
                 matches.push(Match::Unknown(format!("{kind} {}", shown(body))));
             }
             // Statements that are not verdicts: on to the next expression.
