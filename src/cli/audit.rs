@@ -175,7 +175,8 @@ pub(super) fn audit(args: &AuditArgs) -> Result<Outcome, UsageError> {
         in_iface: args.iif.clone(),
         out_iface: args.oif.clone(),
     };
-    let result: Audit = audit::audit(&model, args.at, &packet, needed, control_port);
+    let result: Audit = audit::audit(&model, args.at, &packet, needed, control_port)
+        .map_err(|e| UsageError(format!("{}: {e}", ruleset.path)))?;
     let undecided_needed = result
         .undecided
         .iter()

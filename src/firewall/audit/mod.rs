@@ -28,6 +28,36 @@ const MAX_PATHS: usize = 256;
 /// Most chains deep a walk may go (jumps in a loop end here).
 const MAX_DEPTH: usize = 64;
 
+/// Most rule evaluations one audit may make: a hostile ruleset (many rules, many ports,
+/// many undecidable matches) ends with an error in bounded time.
+pub const MAX_STEPS: u64 = 200_000_000;
+
+/// Rule evaluations spent so far, against a limit.
+pub struct Budget {
+    steps: std::cell::Cell<u64>,
+    limit: u64,
+}
+
+impl Budget {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            steps: std::cell::Cell::new(0),
+            limit,
+        }
+    }
+
+    /// Spends one step; false once the limit is passed.
+    fn spend(&self) -> bool {
+        let n = self.steps.get() + 1;
+        self.steps.set(n);
+        n <= self.limit
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.steps.get() > self.limit
+    }
+}
+
 /// The netfilter hooks, in the order a packet meets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Hook {
@@ -279,6 +309,11 @@ impl Ruleset {
 
     /// What becomes of `packet` on `host`.
     pub fn fate(&self, host: Host, packet: &Packet) -> Fate {
+        self.fate_within(host, packet, &Budget::new(MAX_STEPS))
+    }
+
+    /// The same, spending from `budget`; once it is spent every walk ends undecided.
+    pub fn fate_within(&self, host: Host, packet: &Packet, budget: &Budget) -> Fate {
         let mut branches = vec![Branch {
             dropped: false,
             assumed: Vec::new(),
@@ -291,7 +326,7 @@ impl Ruleset {
                     continue;
                 }
                 let policy_accept = chain.base.is_some_and(|b| b.policy_accept);
-                for (exit, assumed) in self.walk(chain, packet, branch.assumed, 0) {
+                for (exit, assumed) in self.walk(chain, packet, branch.assumed, 0, budget) {
                     let dropped = match exit {
                         Exit::Accept => false,
                         Exit::Drop => true,
@@ -332,6 +367,7 @@ impl Ruleset {
         packet: &Packet,
         assumed: Vec<String>,
         depth: usize,
+        budget: &Budget,
     ) -> Vec<(Exit, Vec<String>)> {
         if depth > MAX_DEPTH {
             let mut assumed = assumed;
@@ -361,6 +397,15 @@ impl Ruleset {
                     break Some(Exit::Fell);
                 };
                 index += 1;
+                if !budget.spend() {
+                    let mut a = assumed.clone();
+                    a.push(format!(
+                        "the evaluation took more than {} steps",
+                        budget.limit
+                    ));
+                    ends.push((Exit::Accept, a.clone()));
+                    break Some(Exit::Drop);
+                }
                 match self.matches(rule, packet) {
                     (Tri::No, _) => continue,
                     (Tri::Unknown, what) => {
@@ -379,6 +424,7 @@ impl Ruleset {
                     &rule.place,
                     assumed.clone(),
                     depth,
+                    budget,
                 ) {
                     Acted::Continue => continue,
                     Acted::Ends(list) => {
@@ -419,6 +465,7 @@ impl Ruleset {
         place: &str,
         assumed: Vec<String>,
         depth: usize,
+        budget: &Budget,
     ) -> Acted {
         match action {
             Action::Continue => Acted::Continue,
@@ -441,7 +488,7 @@ impl Ruleset {
                     ]);
                 };
                 let list = self
-                    .walk(callee, packet, assumed, depth + 1)
+                    .walk(callee, packet, assumed, depth + 1, budget)
                     .into_iter()
                     .map(|(exit, a)| match exit {
                         // A jump's chain falls back to the rule after the jump; a goto's
@@ -460,7 +507,7 @@ impl Ruleset {
                     Key::Known(key) => {
                         for (values, action) in entries {
                             if key.is_in(values) {
-                                return self.act(action, chain, packet, place, a, depth);
+                                return self.act(action, chain, packet, place, a, depth, budget);
                             }
                         }
                         Acted::Continue
@@ -568,69 +615,137 @@ pub struct Audit {
     pub extra: Vec<PortRange>,
 }
 
-/// Evaluates every UDP destination port and the TCP control port for packets from `saddr`
-/// to `daddr` on `host`; `needed` is the UDP range the load needs.
+/// Where a UDP destination port's fate can change: every bound of every range a rule or a
+/// verdict map tests the destination port against, and the needed range's. Between two
+/// of these every test answers alike, so one port speaks for its whole interval.
+fn breakpoints(ruleset: &Ruleset, needed: PortRange) -> Vec<u32> {
+    let mut points = vec![
+        1u32,
+        u32::from(needed.first()),
+        u32::from(needed.last()) + 1,
+    ];
+    let mut add = |values: &Values| {
+        for &(lo, hi) in &values.ranges {
+            points.push(lo.clamp(1, 65536) as u32);
+            points.push(hi.saturating_add(1).clamp(1, 65536) as u32);
+        }
+    };
+    for rule in ruleset.chains.iter().flat_map(|c| &c.rules) {
+        for m in &rule.matches {
+            if let Match::Is {
+                field: Field::Dport,
+                values,
+                ..
+            } = m
+            {
+                add(values);
+            }
+        }
+        let mut actions = vec![&rule.action];
+        while let Some(action) = actions.pop() {
+            if let Action::Map { field, entries } = action {
+                for (values, inner) in entries {
+                    if *field == Field::Dport {
+                        add(values);
+                    }
+                    actions.push(inner);
+                }
+            }
+        }
+    }
+    points.retain(|&p| (1..=65535).contains(&p));
+    points.sort_unstable();
+    points.dedup();
+    points
+}
+
+/// Evaluates every UDP destination port and the TCP control port for packets from
+/// `template`'s source to its destination on `host`; `needed` is the UDP range the load
+/// needs. An error when the ruleset takes more than [`MAX_STEPS`] rule evaluations.
 pub fn audit(
     ruleset: &Ruleset,
     host: Host,
     template: &Packet,
     needed: PortRange,
     control_port: Port,
-) -> Audit {
+) -> Result<Audit, String> {
+    let budget = Budget::new(MAX_STEPS);
     let mut passes = Vec::new();
-    let mut undecided: BTreeMap<Vec<String>, Vec<Port>> = BTreeMap::new();
+    let mut undecided: BTreeMap<Vec<String>, Vec<PortRange>> = BTreeMap::new();
     let mut missing = Vec::new();
     let mut extra = Vec::new();
-    for port in 1..=Port::MAX {
+    let points = breakpoints(ruleset, needed);
+    for (i, &first) in points.iter().enumerate() {
+        let last = points.get(i + 1).map_or(65535, |next| next - 1);
+        let (Ok(first), Ok(last)) = (Port::try_from(first), Port::try_from(last)) else {
+            continue;
+        };
+        let Ok(interval) = PortRange::new(first, last) else {
+            continue;
+        };
         let packet = Packet {
             tcp: false,
-            dport: port,
+            dport: first,
             ..template.clone()
         };
-        let fate = ruleset.fate(host, &packet);
-        let needed_here = needed.contains(port);
+        let fate = ruleset.fate_within(host, &packet, &budget);
+        if budget.exhausted() {
+            return Err(too_big(ruleset));
+        }
+        // The needed range's bounds are breakpoints: an interval is all needed or none.
+        let needed_here = needed.contains(first);
         match fate {
             Fate::Passes => {
-                passes.push(port);
+                passes.push(interval);
                 if !needed_here {
-                    extra.push(port);
+                    extra.push(interval);
                 }
             }
             Fate::Dropped => {
                 if needed_here {
-                    missing.push(port);
+                    missing.push(interval);
                 }
             }
             Fate::Undecided(why) => {
-                undecided.entry(why).or_default().push(port);
+                undecided.entry(why).or_default().push(interval);
                 if needed_here {
-                    missing.push(port);
+                    missing.push(interval);
                 }
             }
         }
     }
-    let control = ruleset.fate(
+    let control = ruleset.fate_within(
         host,
         &Packet {
             tcp: true,
             dport: control_port,
             ..template.clone()
         },
+        &budget,
     );
-    Audit {
-        passes: PortRange::covering(passes),
+    if budget.exhausted() {
+        return Err(too_big(ruleset));
+    }
+    let merge =
+        |ranges: Vec<PortRange>| PortRange::covering(ranges.iter().flat_map(PortRange::ports));
+    Ok(Audit {
+        passes: merge(passes),
         undecided: undecided
             .into_iter()
-            .flat_map(|(why, ports)| {
-                PortRange::covering(ports)
-                    .into_iter()
-                    .map(move |r| (r, why.clone()))
-            })
+            .flat_map(|(why, ranges)| merge(ranges).into_iter().map(move |r| (r, why.clone())))
             .collect(),
         control,
-        missing: PortRange::covering(missing),
-        extra: PortRange::covering(extra),
-    }
+        missing: merge(missing),
+        extra: merge(extra),
+    })
+}
+
+fn too_big(ruleset: &Ruleset) -> String {
+    format!(
+        "too large to audit: its {} rules take more than {MAX_STEPS} rule evaluations over the \
+         65535 ports",
+        ruleset.chains.iter().map(|c| c.rules.len()).sum::<usize>()
+    )
 }
 
 #[cfg(test)]

@@ -33,7 +33,8 @@ fn both_formats_of_one_policy_agree_port_by_port() {
             &packet(Some("eth0")),
             "33001-33010".parse().unwrap(),
             22,
-        );
+        )
+        .unwrap();
         assert_eq!(
             a.passes,
             ranges("33001-33008, 33020, 40000, 50000-50004, 50006-50010")
@@ -52,7 +53,8 @@ fn both_formats_of_one_policy_agree_port_by_port() {
             &packet(None),
             "33001-33010".parse().unwrap(),
             22,
-        );
+        )
+        .unwrap();
         assert_eq!(everywhere.passes, ranges("1-65535"));
         assert!(everywhere.missing.is_empty());
     }
@@ -69,7 +71,8 @@ fn what_cannot_be_decided_is_named_and_sources_matter() {
         &packet(None),
         "33001-33010".parse().unwrap(),
         22,
-    );
+    )
+    .unwrap();
     assert!(a.passes.is_empty(), "{:?}", a.passes);
     let needed: Vec<_> = a
         .undecided
@@ -96,7 +99,8 @@ fn what_cannot_be_decided_is_named_and_sources_matter() {
         &outsider,
         "33001-33010".parse().unwrap(),
         22,
-    );
+    )
+    .unwrap();
     assert!(a.passes.is_empty() && a.undecided.is_empty());
     assert_eq!(a.missing, ranges("33001-33010"));
     assert_eq!(a.control, Fate::Dropped);
@@ -159,5 +163,83 @@ fn loops_are_bounded() {
     ) {
         Fate::Undecided(why) => assert!(why.iter().any(|w| w.contains("a loop?")), "{why:?}"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// A ruleset too large to evaluate ends with one error in bounded time, not a hang.
+#[test]
+fn a_huge_ruleset_is_refused_in_bounded_time() {
+    let mut text = String::from("*filter\n:FORWARD DROP [0:0]\n");
+    for port in 1..=15_000u32 {
+        text.push_str(&format!("-A FORWARD -p udp --dport {} -j LOG\n", port * 4));
+    }
+    text.push_str("COMMIT\n");
+    let r = iptables::parse(&text).unwrap();
+    let e = audit(
+        &r,
+        Host::Router,
+        &packet(None),
+        "33001-33010".parse().unwrap(),
+        22,
+    )
+    .unwrap_err();
+    assert!(e.starts_with("too large to audit: its 15000 rules"), "{e}");
+}
+
+mod equivalence {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One generated rule: a destination port range (maybe negated), a protocol, an action.
+    fn rule() -> impl Strategy<Value = String> {
+        (
+            1u32..300,
+            0u32..40,
+            any::<bool>(),
+            prop_oneof![Just("udp"), Just("tcp")],
+            prop_oneof![
+                Just("ACCEPT"),
+                Just("DROP"),
+                Just("RETURN"),
+                Just("SUB"),
+                Just("LOG")
+            ],
+        )
+            .prop_map(|(lo, width, negate, proto, target)| {
+                let bang = if negate { "! " } else { "" };
+                format!("-p {proto} {bang}--dport {lo}:{} -j {target}", lo + width)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Evaluating one port per interval between breakpoints gives exactly what
+        /// evaluating every port does.
+        #[test]
+        fn intervals_agree_with_every_port(
+            forward in prop::collection::vec(rule(), 0..8),
+            sub in prop::collection::vec(rule(), 0..4),
+            policy in prop_oneof![Just("ACCEPT"), Just("DROP")],
+        ) {
+            let mut text = format!("*filter\n:FORWARD {policy} [0:0]\n:SUB - [0:0]\n");
+            for r in &forward {
+                text.push_str(&format!("-A FORWARD {r}\n"));
+            }
+            // No jumps from SUB to itself: the kernel refuses loops.
+            for r in sub.iter().map(|r| r.replace("-j SUB", "-j RETURN")) {
+                text.push_str(&format!("-A SUB {r}\n"));
+            }
+            text.push_str("COMMIT\n");
+            let ruleset = iptables::parse(&text).unwrap();
+            let needed: PortRange = "100-120".parse().unwrap();
+            let fast = audit(&ruleset, Host::Router, &packet(None), needed, 22).unwrap();
+            let every: Vec<Port> = (1..=Port::MAX)
+                .filter(|&p| {
+                    ruleset.fate(Host::Router, &Packet { dport: p, ..packet(None) })
+                        == Fate::Passes
+                })
+                .collect();
+            prop_assert_eq!(fast.passes, PortRange::covering(every), "{}", text);
+        }
     }
 }
