@@ -326,7 +326,8 @@ impl Ruleset {
                     continue;
                 }
                 let policy_accept = chain.base.is_some_and(|b| b.policy_accept);
-                for (exit, assumed) in self.walk(chain, packet, branch.assumed, 0, budget) {
+                let look = Look { packet, budget };
+                for (exit, assumed) in self.walk(chain, &look, branch.assumed, 0) {
                     let dropped = match exit {
                         Exit::Accept => false,
                         Exit::Drop => true,
@@ -364,11 +365,11 @@ impl Ruleset {
     fn walk(
         &self,
         chain: &Chain,
-        packet: &Packet,
+        look: &Look,
         assumed: Vec<String>,
         depth: usize,
-        budget: &Budget,
     ) -> Vec<(Exit, Vec<String>)> {
+        let (packet, budget) = (look.packet, look.budget);
         if depth > MAX_DEPTH {
             let mut assumed = assumed;
             assumed.push(format!(
@@ -420,11 +421,10 @@ impl Ruleset {
                 match self.act(
                     &rule.action,
                     chain,
-                    packet,
+                    look,
                     &rule.place,
                     assumed.clone(),
                     depth,
-                    budget,
                 ) {
                     Acted::Continue => continue,
                     Acted::Ends(list) => {
@@ -461,12 +461,12 @@ impl Ruleset {
         &self,
         action: &Action,
         chain: &Chain,
-        packet: &Packet,
+        look: &Look,
         place: &str,
         assumed: Vec<String>,
         depth: usize,
-        budget: &Budget,
     ) -> Acted {
+        let packet = look.packet;
         match action {
             Action::Continue => Acted::Continue,
             Action::Accept => Acted::Ends(vec![(Some(Exit::Accept), assumed)]),
@@ -488,7 +488,7 @@ impl Ruleset {
                     ]);
                 };
                 let list = self
-                    .walk(callee, packet, assumed, depth + 1, budget)
+                    .walk(callee, look, assumed, depth + 1)
                     .into_iter()
                     .map(|(exit, a)| match exit {
                         // A jump's chain falls back to the rule after the jump; a goto's
@@ -507,7 +507,7 @@ impl Ruleset {
                     Key::Known(key) => {
                         for (values, action) in entries {
                             if key.is_in(values) {
-                                return self.act(action, chain, packet, place, a, depth, budget);
+                                return self.act(action, chain, look, place, a, depth);
                             }
                         }
                         Acted::Continue
@@ -576,6 +576,12 @@ impl Ruleset {
             (Tri::Unknown, unknown.join(" and "))
         }
     }
+}
+
+/// What a walk looks at: the packet, and the budget it spends.
+struct Look<'a> {
+    packet: &'a Packet,
+    budget: &'a Budget,
 }
 
 enum Acted {
