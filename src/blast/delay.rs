@@ -151,6 +151,8 @@ impl DelayLine {
     /// Stops the line (held packets leave at once) and returns what it did, with the
     /// kernel's own drop counts.
     pub fn finish(mut self) -> DelayStats {
+        // The kernel forgets a queue's counters when the line unbinds: read them first.
+        let status = queue_status(&self.namespace);
         self.stop.store(true, Ordering::Relaxed);
         let mut stats = self
             .thread
@@ -160,9 +162,17 @@ impl DelayLine {
                 stopped: Some("the delay line's thread panicked".into()),
                 ..DelayStats::default()
             });
-        if let Some(status) = queue_status(&self.namespace) {
-            stats.queue_dropped = status.queue_dropped;
-            stats.user_dropped = status.user_dropped;
+        match status {
+            Some(status) => {
+                stats.queue_dropped = status.queue_dropped;
+                stats.user_dropped = status.user_dropped;
+            }
+            // Nobody bound to the queue: with its bypass, packets passed undelayed.
+            None if stats.ran_to_end => {
+                stats.ran_to_end = false;
+                stats.stopped = Some("the kernel shows no process bound to the queue".into());
+            }
+            None => {}
         }
         stats
     }

@@ -854,6 +854,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flow_counters_are_read_from_nft_json() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "inet", "name": "before", "table": "udprange_count", "type": ["inet_proto", "ipv4_addr", "inet_service", "inet_service"], "elem": [{"elem": {"val": {"concat": ["udp", "198.18.0.2", 40001, 33009]}, "counter": {"packets": 838, "bytes": 1}}}, {"elem": {"val": {"concat": ["tcp", "198.18.0.2", 40002, 22]}, "counter": {"packets": 5, "bytes": 1}}}, {"elem": {"val": {"concat": ["udp", "not an address", 1, 2]}, "counter": {"packets": 1, "bytes": 1}}}, {"elem": {"val": {"concat": ["udp", "198.18.0.2", 70000, 2]}, "counter": {"packets": 1, "bytes": 1}}}]}}]}"#;
+        let flows = parse_flow_counters(json);
+        assert_eq!(flows.len(), 2, "unreadable elements are skipped: {flows:?}");
+        assert_eq!(
+            flows[0],
+            (
+                Flow {
+                    tcp: false,
+                    source: CLIENT_ADDR,
+                    sport: 40001,
+                    dport: 33009
+                },
+                838
+            )
+        );
+        assert!(flows[1].0.tcp && flows[1].0.dport == 22);
+        assert!(parse_flow_counters("not json").is_empty());
+        let probes = r#"{"nftables": [{"set": {"elem": [{"elem": {"val": {"concat": ["udp", 33001]}, "counter": {"packets": 1}}}, {"elem": {"val": {"concat": ["udp", 33002]}, "counter": {"packets": 0}}}, {"elem": {"val": {"concat": ["tcp", 22]}, "counter": {"packets": 2}}}]}}]}"#;
+        assert_eq!(parse_probe_counters(probes), [(false, 33001), (true, 22)]);
+    }
+
+    #[test]
+    fn counting_chains_come_before_and_after_every_other() {
+        let table = counting_table(Host::Router);
+        assert!(table.contains("type filter hook forward priority -30000;"));
+        assert!(table.contains("type filter hook forward priority 30000;"));
+        assert!(table.contains(&format!(
+            "ip daddr {SERVER_ADDR} meta l4proto {{ tcp, udp }}"
+        )));
+        assert!(counting_table(Host::Client).contains("hook output"));
+        assert!(counting_table(Host::Server).contains("hook input"));
+        const { assert!(COUNT_AFTER_PRIORITY < LOSS_PRIORITY) };
+    }
+
+    #[test]
     fn owner_pid_reads_only_the_exact_pattern() {
         assert_eq!(owner_pid("udprange-1234-0-client"), Some(1234));
         assert_eq!(owner_pid("udprange-1-17-server"), Some(1));

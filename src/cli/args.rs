@@ -78,6 +78,14 @@ pub enum Command {
     ///
     /// Example: udprange audit corp.nft --at router --os windows --concurrent 10
     Audit(AuditArgs),
+    /// Run any command through the netns backend's path: client — router — server, with
+    /// the router's delay, jitter, loss, bandwidth and firewall. COMMAND runs in the client
+    /// namespace (the server is 198.19.0.1, in $UDPRANGE_SERVER), --server-exec in the
+    /// server's; both are stopped and everything removed at the end, on error and Ctrl-C.
+    /// Exit: the command's, 124 when --duration ran out, 130 after Ctrl-C.
+    ///
+    /// Example: udprange path --delay 25ms --server-exec 'iperf3 -s -1' -- iperf3 -c 198.19.0.1
+    Path(PathArgs),
     /// Combine shard files written by `simulate --shard I/N --out FILE` into the result of
     /// one whole run.
     Merge(MergeArgs),
@@ -467,6 +475,59 @@ pub struct BlastArgs {
     /// Output format: text, json (one object) or csv (the session table). Example: --format json
     #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PathArgs {
+    /// One-way delay each direction, every protocol; none by default. Example: --delay 25ms
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
+    pub delay: Option<Duration>,
+
+    /// Jitter of that delay (uniform, ±); none by default. Example: --jitter 2ms
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
+    pub jitter: Option<Duration>,
+
+    /// UDP datagrams lost each direction; none by default. Example: --loss 1%
+    #[arg(long, allow_hyphen_values = true, value_name = "P", value_parser = parse_probability)]
+    pub loss: Option<Probability>,
+
+    /// Bandwidth each direction; unlimited by default. Example: --bandwidth 100Mbit
+    #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
+    pub bandwidth: Option<Bitrate>,
+
+    /// A firewall ruleset for the path (nftables or iptables-save, by content); none by
+    /// default. Example: --ruleset corp.nft
+    #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
+    pub ruleset: Option<PathBuf>,
+
+    /// Where --ruleset goes: router (default), client or server. Example: --ruleset-at server
+    #[arg(long, allow_hyphen_values = true, value_name = "HOST", value_parser = parse_host)]
+    pub ruleset_at: Option<Host>,
+
+    /// A shell command run in the server namespace first, stopped at the end; none by
+    /// default. Example: --server-exec 'iperf3 -s -1'
+    #[arg(long, allow_hyphen_values = true, value_name = "CMD")]
+    pub server_exec: Option<String>,
+
+    /// Longest the command may run, at most 600s (default 60s). Example: --duration 30s
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "60s", value_parser = parse_path_duration)]
+    pub duration: Duration,
+
+    /// The command to run in the client namespace, after `--`.
+    /// Example: -- iperf3 -c 198.19.0.1 -t 5
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+fn parse_path_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.as_secs_f64() <= 0.0 || d.as_secs_f64() > limits::MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "'{text}' is not between 0 and {} s",
+            limits::MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

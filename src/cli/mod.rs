@@ -11,6 +11,7 @@ mod args;
 mod audit;
 mod blast;
 mod output;
+mod path;
 mod serve;
 mod simulate;
 
@@ -157,6 +158,7 @@ fn execute(command: &Command) -> Result<Outcome, UsageError> {
         Command::Blast(args) => blast::blast(args),
         Command::Serve(args) => serve::serve(args),
         Command::Audit(args) => audit::audit(args),
+        Command::Path(args) => path::path(args),
         Command::Completions { shell } => {
             let mut buffer = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "udprange", &mut buffer);
