@@ -3,9 +3,10 @@
 //! - `codec`: emitting and parsing one 1472-byte DATA datagram.
 //! - `loopback_receive_1472B`: time to *receive* one million 1472-byte datagrams (criterion's
 //!   throughput is received datagrams per second): `udprange blast` with 64 unpaced sessions
-//!   on 64 ports on loopback and (as root, with ip/nft/tc) through two network namespaces,
-//!   a veth pair and the client's nftables ruleset, and `iperf3 -u -b 0 -l 1472 -P 4` on the
-//!   same machine in the same run.
+//!   on 64 ports on loopback and (as root, with the netns tools) through the client — router
+//!   — server namespaces, without and with the router's 25 ms delay line, and `iperf3 -u -b 0
+//!   -l 1472 -P 4` on loopback and through the delay line, on the same machine in the same
+//!   run (the delay line's capacity in packets per second).
 //!   Each run also prints its loss.
 //!
 //! - `scale_4096_sessions`: `udprange blast` (the binary, a fresh process per run) with 4096
@@ -22,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use udprange::blast::netns::WanPath;
 use udprange::blast::{self, Backend, BlastConfig};
 use udprange::model::{PortRange, ServerOs};
 use udprange::scenario::ServerConfig;
@@ -199,8 +201,21 @@ fn loopback(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(15));
     group.throughput(Throughput::Elements(UNIT));
     let mut backends = vec![("loopback", Backend::Loopback)];
-    match udprange::blast::netns::check_requirements() {
-        Ok(()) => backends.push(("netns: veth + nftables", Backend::Netns(Default::default()))),
+    let kernel = udprange::blast::netns::check_requirements();
+    match &kernel {
+        Ok(()) => {
+            backends.push((
+                "netns: client — router — server, nftables",
+                Backend::Netns(Default::default()),
+            ));
+            backends.push((
+                "netns + the router's delay line, 25 ms each way",
+                Backend::Netns(WanPath {
+                    delay: Some(Duration::from_millis(25)),
+                    ..WanPath::default()
+                }),
+            ));
+        }
         Err(e) => eprintln!("SKIPPED (not a measurement): {e}"),
     }
     for (name, backend) in backends {
@@ -245,7 +260,86 @@ fn loopback(c: &mut Criterion) {
             })
         });
     }
+    if kernel.is_ok() {
+        group.bench_function("iperf3 -u -b 0 -l 1472 -P 4 through the delay line", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let started = Instant::now();
+                    let Some((received, elapsed, loss)) =
+                        iperf3_path_once(Duration::from_millis(25))
+                    else {
+                        return started.elapsed();
+                    };
+                    eprintln!(
+                        "  iperf3 through the delay line: {:.0} datagrams/s received, loss {:.3} %",
+                        received as f64 / elapsed.as_secs_f64(),
+                        loss * 100.0
+                    );
+                    total += per_unit(received, elapsed);
+                }
+                total
+            })
+        });
+    }
     group.finish();
+}
+
+/// iperf3 through the netns path with `delay` on the router: as [`iperf3_once`].
+fn iperf3_path_once(delay: Duration) -> Option<(u64, Duration, f64)> {
+    use udprange::blast::netns::{Host, SERVER_ADDR, TestHosts};
+    let said = |what: &str, e: &dyn std::fmt::Display| {
+        eprintln!("  iperf3 through the delay line: {what}: {e}");
+    };
+    let mut hosts = TestHosts::create()
+        .map_err(|e| said("test hosts", &e))
+        .ok()?;
+    let path = WanPath {
+        delay: Some(delay),
+        ..WanPath::default()
+    };
+    hosts
+        .impair(&path, 1 << 16)
+        .map_err(|e| said("impair", &e))
+        .ok()?;
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &hosts.server_ns,
+            "iperf3",
+            "-s",
+            "-1",
+            "-p",
+            "5301",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let seconds = RUN.as_secs().max(1).to_string();
+    let target = SERVER_ADDR.to_string();
+    let output = hosts.exec(
+        Host::Client,
+        &[
+            "iperf3", "-c", &target, "-p", "5301", "-u", "-b", "0", "-l", "1472", "-P", "4", "-t",
+            &seconds, "--json",
+        ],
+        None,
+    );
+    let _ = server.wait();
+    let output = output.map_err(|e| said("iperf3", &e)).ok()?;
+    let report: serde_json::Value = serde_json::from_str(&output).ok()?;
+    let sum = &report["end"]["sum"];
+    let packets = sum["packets"].as_u64()?;
+    let lost = sum["lost_packets"].as_u64()?;
+    let seconds = sum["seconds"].as_f64()?;
+    Some((
+        packets - lost,
+        Duration::from_secs_f64(seconds),
+        lost as f64 / packets.max(1) as f64,
+    ))
 }
 
 /// The largest peak resident set size of any child process so far, in MiB.

@@ -526,6 +526,8 @@ pub struct Header {
     pub allowed: Option<PortRange>,
     /// Client groups behind ranges of their own: name and range.
     pub groups: Vec<GroupRange>,
+    /// The user's ruleset under test (netns `--ruleset`), in words; it replaces `allowed`.
+    pub ruleset: Option<String>,
 }
 
 /// A client group and its outbound range.
@@ -724,6 +726,15 @@ pub fn prepare(config: &BlastConfig) -> Result<Prepared, BlastError> {
                 allowed: g.allowed,
             })
             .collect(),
+        ruleset: config.ruleset.as_ref().map(|r| {
+            format!(
+                "your ruleset {} ({}) at the {} ({} hook)",
+                r.ruleset.path,
+                r.ruleset.format.name(),
+                r.at.name(),
+                r.at.hook()
+            )
+        }),
     };
     let required = replay::smallest_sufficient(&schedule);
     Ok(Prepared {

@@ -27,7 +27,10 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
     };
     let mut config = BlastConfig::from_scenario(&scenario);
     let remote = match &args.server {
-        Some(server) => Some(describe_remote(server, args)?),
+        Some(server) => {
+            remote_conflicts(args)?;
+            Some(describe_remote(server, args)?)
+        }
         None => None,
     };
     if let Some((control, key, described)) = remote {
@@ -129,30 +132,6 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
         }
     }
     if matches!(config.backend, Backend::Remote { .. }) {
-        if args.backend == BackendName::Netns {
-            return Err(UsageError::flag(
-                "--backend",
-                "netns",
-                "runs the server in a namespace here; --server tests the path to another host",
-            ));
-        }
-        for (flag, given) in [
-            ("--base-port", args.base_port.is_some()),
-            ("--control-port", args.control_port.is_some()),
-            ("--delay", args.delay.is_some()),
-            ("--loss", args.loss.is_some()),
-            ("--bandwidth", args.bandwidth.is_some()),
-            ("--jitter", args.jitter.is_some()),
-        ] {
-            if given {
-                return Err(UsageError::flag(
-                    flag,
-                    "",
-                    "does not apply with --server: the server describes its ports, and the \
-                     real path between the hosts is what is tested",
-                ));
-            }
-        }
         return Ok(config);
     }
     let wan = WanPath {
@@ -213,6 +192,38 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
         }
     };
     Ok(config)
+}
+
+/// Flags that say something about a local path, refused with `--server` before anything
+/// connects.
+fn remote_conflicts(args: &BlastArgs) -> Result<(), UsageError> {
+    if args.backend == BackendName::Netns {
+        return Err(UsageError::flag(
+            "--backend",
+            "netns",
+            "runs the server in a namespace here; --server tests the path to another host",
+        ));
+    }
+    for (flag, given) in [
+        ("--base-port", args.base_port.is_some()),
+        ("--control-port", args.control_port.is_some()),
+        ("--delay", args.delay.is_some()),
+        ("--loss", args.loss.is_some()),
+        ("--bandwidth", args.bandwidth.is_some()),
+        ("--jitter", args.jitter.is_some()),
+        ("--ruleset", args.ruleset.is_some()),
+        ("--ruleset-at", args.ruleset_at.is_some()),
+    ] {
+        if given {
+            return Err(UsageError::flag(
+                flag,
+                "",
+                "does not apply with --server: the server describes its ports, and the \
+                 real path between the hosts is what is tested",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `--server HOST[:PORT]`: its address, the key, and how it says it hands out ports.

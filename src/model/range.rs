@@ -122,8 +122,10 @@ impl PortRange {
         (self.first..=self.last).contains(&port)
     }
 
-    /// The fewest ranges that cover exactly `ports` (ascending), e.g. for `33004,33007-33009`.
+    /// The fewest ranges that cover exactly `ports` (in any order, repeats allowed), in
+    /// ascending order, e.g. for `33004,33007-33009`.
     pub fn covering(ports: impl IntoIterator<Item = Port>) -> Vec<PortRange> {
+        let ports: std::collections::BTreeSet<Port> = ports.into_iter().collect();
         let mut ranges: Vec<PortRange> = Vec::new();
         for port in ports.into_iter().filter(|&p| p != 0) {
             match ranges.last_mut() {
@@ -231,6 +233,14 @@ mod tests {
         assert_eq!(PortRange::from_count(65530, 6).unwrap().last(), 65535);
         assert_eq!(PortRange::from_count(33001, 0), Err(RangeError::Empty));
         assert!(PortRange::from_count(1, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn lists_ports_as_ranges_in_any_order() {
+        assert_eq!(
+            PortRange::list([33010, 33009, 33001, 33010]),
+            "33001,33009-33010"
+        );
     }
 
     #[test]

@@ -63,10 +63,20 @@ pub fn header_text(h: &Header) -> String {
         "remote" => "as the model assumes; the real path to the server decides",
         _ => "modelled in process",
     };
-    let _ = writeln!(
-        out,
-        "firewall   the client allows outbound {allowed} ({enforced})"
-    );
+    match &h.ruleset {
+        Some(ruleset) => {
+            let _ = writeln!(
+                out,
+                "firewall   {ruleset}: the range under test is whatever it passes"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "firewall   the client allows outbound {allowed} ({enforced})"
+            );
+        }
+    }
     for (i, g) in h.groups.iter().enumerate() {
         let how = if h.backend == "netns" {
             format!("nftables, from {}", crate::blast::netns::group_addr(i + 1))

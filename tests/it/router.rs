@@ -310,6 +310,22 @@ fn a_ruleset_that_does_not_load_is_a_usage_error() {
         let output = udprange(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
+    // With --server the path is the real one: no ruleset of ours, refused before connecting.
+    let output = udprange(&[
+        "blast",
+        "--server",
+        "127.0.0.1:9",
+        "--key",
+        "s3cret",
+        "--ruleset",
+        file.as_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--ruleset: does not apply with --server"),
+        "{stderr}"
+    );
 }
 
 /// The delay line on the router delays every protocol: udprange's handshake is two round
