@@ -172,7 +172,12 @@ fn iperf3_once(port: u16) -> Option<(u64, Duration, f64)> {
         .output()
         .ok()?;
     let _ = server.wait();
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    iperf3_sum(&output.stdout)
+}
+
+/// (received datagrams, elapsed, loss fraction) from an iperf3 UDP client's JSON report.
+fn iperf3_sum(json: &[u8]) -> Option<(u64, Duration, f64)> {
+    let report: serde_json::Value = serde_json::from_slice(json).ok()?;
     let sum = &report["end"]["sum"];
     let packets = sum["packets"].as_u64()?;
     let lost = sum["lost_packets"].as_u64()?;
@@ -330,16 +335,7 @@ fn iperf3_path_once(delay: Duration) -> Option<(u64, Duration, f64)> {
     );
     let _ = server.wait();
     let output = output.map_err(|e| said("iperf3", &e)).ok()?;
-    let report: serde_json::Value = serde_json::from_str(&output).ok()?;
-    let sum = &report["end"]["sum"];
-    let packets = sum["packets"].as_u64()?;
-    let lost = sum["lost_packets"].as_u64()?;
-    let seconds = sum["seconds"].as_f64()?;
-    Some((
-        packets - lost,
-        Duration::from_secs_f64(seconds),
-        lost as f64 / packets.max(1) as f64,
-    ))
+    iperf3_sum(output.as_bytes())
 }
 
 /// The largest peak resident set size of any child process so far, in MiB.

@@ -56,6 +56,24 @@ pub struct DelayStats {
     pub user_dropped: u64,
 }
 
+impl DelayStats {
+    /// In words: what it held, and whether the kernel's queue or the line itself failed.
+    pub fn describe(&self) -> String {
+        let stopped = if self.ran_to_end {
+            String::new()
+        } else {
+            format!(
+                "; STOPPED EARLY ({}): packets passed undelayed after that",
+                self.stopped.as_deref().unwrap_or("no reason given")
+            )
+        };
+        format!(
+            "held {} packets, at most {} at once; kernel queue drops {} full, {} undelivered{stopped}",
+            self.packets, self.held_max, self.queue_dropped, self.user_dropped
+        )
+    }
+}
+
 /// One packet waiting for its verdict.
 struct Held {
     due: Instant,

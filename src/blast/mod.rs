@@ -29,7 +29,7 @@ use crate::firewall::model::OutboundFilter;
 use crate::firewall::rules::{self, RuleSet, Syntax};
 use crate::firewall::ruleset::{RulesetError, UserRuleset};
 use crate::firewall::{Peer, Requirements, Side};
-use crate::model::{AllocatorConfig, Port, PortRange, SharingRule};
+use crate::model::{AllocatorConfig, Port, PortBounds, PortRange, SharingRule};
 pub use crate::scenario::Start;
 use crate::scenario::{Scenario, ServerConfig, Stop};
 use crate::sim::{Counts, Decision};
@@ -586,36 +586,19 @@ pub enum BlastError {
     Ruleset(#[from] RulesetError),
 }
 
-#[derive(Serialize)]
-struct Bounds {
-    first: Port,
-    last: Port,
-    ports: u32,
-}
-
-impl From<PortRange> for Bounds {
-    fn from(r: PortRange) -> Self {
-        Self {
-            first: r.first(),
-            last: r.last(),
-            ports: u32::from(r.last() - r.first()) + 1,
-        }
-    }
-}
-
 /// A range as `{"first": …, "last": …, "ports": …}` in JSON.
 fn first_last<S: serde::Serializer>(
     range: &Option<PortRange>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    range.map(Bounds::from).serialize(serializer)
+    range.map(PortBounds::from).serialize(serializer)
 }
 
 fn first_last_one<S: serde::Serializer>(
     range: &PortRange,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    Bounds::from(*range).serialize(serializer)
+    PortBounds::from(*range).serialize(serializer)
 }
 
 /// Ranges as `[{"first": …, "last": …, "ports": …}, …]` in JSON.
@@ -623,7 +606,7 @@ fn first_last_list<S: serde::Serializer>(
     ranges: &[PortRange],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(ranges.iter().map(|r| Bounds::from(*r)))
+    serializer.collect_seq(ranges.iter().map(|r| PortBounds::from(*r)))
 }
 
 /// What the model says before any packet: the schedule, the header, the required range.

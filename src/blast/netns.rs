@@ -715,68 +715,61 @@ pub fn counting_table(host: Host) -> String {
 /// A probe: whether it is TCP, and its destination port.
 pub type Probe = (bool, u16);
 
-/// The probes with packets in `nft -j list set` output of a probe set.
-pub fn parse_probe_counters(json: &str) -> Vec<Probe> {
+/// The elements of the sets in `nft -j list set` output: each key's parts (a concatenation)
+/// and its packet counter. Anything else is skipped.
+fn counted_elements(json: &str) -> Vec<(Vec<serde_json::Value>, u64)> {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
         return Vec::new();
     };
     let sets = value["nftables"].as_array().into_iter().flatten();
     sets.filter_map(|o| o["set"]["elem"].as_array())
         .flatten()
-        .filter(|e| e["elem"]["counter"]["packets"].as_u64().unwrap_or(0) > 0)
         .filter_map(|e| {
-            let concat = e["elem"]["val"]["concat"].as_array()?;
-            let tcp = match concat.first()? {
-                serde_json::Value::String(p) => p == "tcp",
-                v => v.as_u64() == Some(6),
-            };
-            Some((tcp, u16::try_from(concat.get(1)?.as_u64()?).ok()?))
+            let elem = &e["elem"];
+            Some((
+                elem["val"]["concat"].as_array()?.clone(),
+                elem["counter"]["packets"].as_u64()?,
+            ))
         })
+        .collect()
+}
+
+/// Whether a key part is the protocol TCP (`"tcp"` or 6).
+fn is_tcp(part: Option<&serde_json::Value>) -> Option<bool> {
+    Some(match part? {
+        serde_json::Value::String(p) => p == "tcp",
+        v => v.as_u64() == Some(6),
+    })
+}
+
+fn port(part: Option<&serde_json::Value>) -> Option<u16> {
+    part?.as_u64().and_then(|p| u16::try_from(p).ok())
+}
+
+/// The probes with packets in `nft -j list set` output of a probe set.
+pub fn parse_probe_counters(json: &str) -> Vec<Probe> {
+    counted_elements(json)
+        .into_iter()
+        .filter(|(_, packets)| *packets > 0)
+        .filter_map(|(key, _)| Some((is_tcp(key.first())?, port(key.get(1))?)))
         .collect()
 }
 
 /// The flows and packet counts in `nft -j list set` output; elements it cannot read are
 /// skipped.
 pub fn parse_flow_counters(json: &str) -> Vec<(Flow, u64)> {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
-        return Vec::new();
-    };
-    let mut flows = Vec::new();
-    let sets = value["nftables"].as_array().into_iter().flatten();
-    for element in sets.filter_map(|o| o["set"]["elem"].as_array()).flatten() {
-        let elem = &element["elem"];
-        let (Some(concat), Some(packets)) = (
-            elem["val"]["concat"].as_array(),
-            elem["counter"]["packets"].as_u64(),
-        ) else {
-            continue;
-        };
-        let tcp = match &concat.first() {
-            Some(serde_json::Value::String(p)) => p == "tcp",
-            Some(v) => v.as_u64() == Some(6),
-            None => continue,
-        };
-        let port = |i: usize| concat.get(i)?.as_u64().and_then(|p| u16::try_from(p).ok());
-        let (Some(source), Some(sport), Some(dport)) = (
-            concat
-                .get(1)
-                .and_then(|a| a.as_str()?.parse::<Ipv4Addr>().ok()),
-            port(2),
-            port(3),
-        ) else {
-            continue;
-        };
-        flows.push((
-            Flow {
-                tcp,
-                source,
-                sport,
-                dport,
-            },
-            packets,
-        ));
-    }
-    flows
+    counted_elements(json)
+        .into_iter()
+        .filter_map(|(key, packets)| {
+            let flow = Flow {
+                tcp: is_tcp(key.first())?,
+                source: key.get(1)?.as_str()?.parse().ok()?,
+                sport: port(key.get(2))?,
+                dport: port(key.get(3))?,
+            };
+            Some((flow, packets))
+        })
+        .collect()
 }
 
 impl Drop for TestHosts {

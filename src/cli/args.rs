@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::blast::netns::WanPath;
 use crate::firewall::rules::Syntax;
-use crate::firewall::ruleset::Host;
+use crate::firewall::ruleset::{Host, UserRuleset};
 use crate::firewall::{Peer, Side};
 use crate::limits;
 use crate::model::{Port, PortRange, ServerOs, parse_port};
@@ -422,39 +423,8 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, default_value = "loopback", value_parser = parse_backend)]
     pub backend: BackendName,
 
-    /// netns only: one-way delay of the WAN path, each direction, for every protocol (the
-    /// router's NFQUEUE delay line); none by default.
-    /// Example: --delay 50ms
-    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
-    pub delay: Option<Duration>,
-
-    /// netns only: jitter of that delay (uniform, ±); none by default. Example: --jitter 5ms
-    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
-    pub jitter: Option<Duration>,
-
-    /// netns only: datagrams lost on the path, each direction; none by default.
-    /// Example: --loss 0.5%
-    #[arg(long, allow_hyphen_values = true, value_name = "P", value_parser = parse_probability)]
-    pub loss: Option<Probability>,
-
-    /// netns only: bandwidth of the path, each direction; unlimited by default.
-    /// Example: --bandwidth 200Mbit
-    #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
-    pub bandwidth: Option<Bitrate>,
-
-    /// netns only: your own firewall ruleset under test instead of udprange's rules, an
-    /// nftables file (`nft -f`, text or JSON) or iptables-save output, told apart by content
-    /// and checked (`nft -c`, `iptables-restore --test`) before it loads. The range under test
-    /// is whatever it passes; the verdict names the ports it dropped (kernel counters). The
-    /// hosts: client 198.18.0.2, server 198.19.0.1, router between. None by default (udprange's
-    /// own rules on client and server). Example: --ruleset fw.nft
-    #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
-    pub ruleset: Option<PathBuf>,
-
-    /// Where --ruleset goes: router (forward hook, default), client (output) or server
-    /// (input). Example: --ruleset-at client
-    #[arg(long, allow_hyphen_values = true, value_name = "HOST", value_parser = parse_host)]
-    pub ruleset_at: Option<Host>,
+    #[command(flatten)]
+    pub wan: WanArgs,
 
     /// Also write the traffic as a pcap file (Ethernet/IPv4/UDP); none by default.
     /// Example: --pcap blast.pcap
@@ -477,32 +447,93 @@ pub struct BlastArgs {
     pub format: Format,
 }
 
+/// The netns path: the router's impairments and the firewall under test (`blast --backend
+/// netns`, `path`).
 #[derive(Debug, Args)]
-pub struct PathArgs {
-    /// One-way delay each direction, every protocol; none by default. Example: --delay 25ms
+pub struct WanArgs {
+    /// netns: one-way delay of the WAN path, each direction, for every protocol (the
+    /// router's NFQUEUE delay line); none by default. Example: --delay 50ms
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
     pub delay: Option<Duration>,
 
-    /// Jitter of that delay (uniform, ±); none by default. Example: --jitter 2ms
+    /// netns: jitter of that delay (uniform, ±); none by default. Example: --jitter 5ms
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
     pub jitter: Option<Duration>,
 
-    /// UDP datagrams lost each direction; none by default. Example: --loss 1%
+    /// netns: UDP datagrams lost on the path, each direction; none by default.
+    /// Example: --loss 0.5%
     #[arg(long, allow_hyphen_values = true, value_name = "P", value_parser = parse_probability)]
     pub loss: Option<Probability>,
 
-    /// Bandwidth each direction; unlimited by default. Example: --bandwidth 100Mbit
+    /// netns: bandwidth of the path, each direction; unlimited by default.
+    /// Example: --bandwidth 200Mbit
     #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
     pub bandwidth: Option<Bitrate>,
 
-    /// A firewall ruleset for the path (nftables or iptables-save, by content); none by
-    /// default. Example: --ruleset corp.nft
+    /// netns: your own firewall ruleset on the path instead of udprange's rules, an
+    /// nftables file (`nft -f`, text or JSON) or iptables-save output, told apart by content
+    /// and checked (`nft -c`, `iptables-restore --test`) before it loads. With blast, the
+    /// range under test is whatever it passes and the verdict names the ports it dropped
+    /// (kernel counters). The hosts: client 198.18.0.2, server 198.19.0.1, router between.
+    /// None by default (udprange's own rules on client and server). Example: --ruleset fw.nft
     #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
     pub ruleset: Option<PathBuf>,
 
-    /// Where --ruleset goes: router (default), client or server. Example: --ruleset-at server
+    /// Where --ruleset goes: router (forward hook, default), client (output) or server
+    /// (input). Example: --ruleset-at client
     #[arg(long, allow_hyphen_values = true, value_name = "HOST", value_parser = parse_host)]
     pub ruleset_at: Option<Host>,
+}
+
+impl WanArgs {
+    /// Whether any flag shapes the path.
+    pub fn shapes(&self) -> Option<&'static str> {
+        [
+            ("--delay", self.delay.is_some()),
+            ("--jitter", self.jitter.is_some()),
+            ("--loss", self.loss.is_some()),
+            ("--bandwidth", self.bandwidth.is_some()),
+            ("--ruleset", self.ruleset.is_some()),
+            ("--ruleset-at", self.ruleset_at.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
+
+    /// The router's impairments.
+    pub fn path(&self) -> WanPath {
+        // Flag parsers keep durations within crate::limits; saturate rather than panic.
+        let seconds = |d: Duration| {
+            std::time::Duration::try_from_secs_f64(d.as_secs_f64())
+                .unwrap_or(std::time::Duration::MAX)
+        };
+        WanPath {
+            delay: self.delay.map(seconds),
+            jitter: self.jitter.map(seconds),
+            loss: self.loss.map(|p| p.value()),
+            bandwidth_bps: self.bandwidth.map(|b| b.bits_per_second() as u64),
+        }
+    }
+
+    /// The ruleset file, read and recognised, and where it goes.
+    pub fn ruleset(&self) -> Result<Option<(UserRuleset, Host)>, super::UsageError> {
+        match (&self.ruleset, self.ruleset_at) {
+            (None, Some(at)) => Err(super::UsageError(format!(
+                "--ruleset-at {}: says where --ruleset goes; give --ruleset FILE too",
+                at.name()
+            ))),
+            (None, None) => Ok(None),
+            (Some(path), at) => UserRuleset::read(path)
+                .map(|r| Some((r, at.unwrap_or(Host::Router))))
+                .map_err(|e| super::UsageError(format!("--ruleset {e}"))),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PathArgs {
+    #[command(flatten)]
+    pub wan: WanArgs,
 
     /// A shell command run in the server namespace first, stopped at the end; none by
     /// default. Example: --server-exec 'iperf3 -s -1'

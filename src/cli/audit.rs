@@ -9,29 +9,11 @@ use super::args::AuditArgs;
 use super::{EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, Outcome, UsageError};
 use crate::firewall::audit::{self, Audit, Fate, Hook, Packet, Ruleset};
 use crate::firewall::ruleset::{Format as RulesetFormat, UserRuleset};
-use crate::model::{Port, PortRange};
+use crate::model::{Port, PortBounds, PortRange};
 use crate::report::Format;
 
-/// A range as `{"first", "last", "ports"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-struct Bounds {
-    first: Port,
-    last: Port,
-    ports: u32,
-}
-
-impl From<PortRange> for Bounds {
-    fn from(r: PortRange) -> Self {
-        Self {
-            first: r.first(),
-            last: r.last(),
-            ports: r.len(),
-        }
-    }
-}
-
-fn bounds(ranges: &[PortRange]) -> Vec<Bounds> {
-    ranges.iter().copied().map(Bounds::from).collect()
+fn bounds(ranges: &[PortRange]) -> Vec<PortBounds> {
+    ranges.iter().copied().map(PortBounds::from).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,13 +39,13 @@ struct Disagreement {
 struct Confirm {
     agree: bool,
     /// UDP ports whose probe reached the server.
-    kernel_passes: Vec<Bounds>,
+    kernel_passes: Vec<PortBounds>,
     kernel_control: &'static str,
     /// Where the static answer (passes or dropped) and the kernel differ. Undecided ports
     /// are not disagreements: the kernel decides them with the test hosts' interfaces.
     disagreements: Vec<Disagreement>,
     /// Ports whose probe never left the client: no answer about them.
-    unsent: Vec<Bounds>,
+    unsent: Vec<PortBounds>,
 }
 
 /// The report, one JSON object.
@@ -77,15 +59,15 @@ struct AuditReport {
     client_addr: String,
     server_addr: String,
     /// What the load needs: the UDP range and the TCP control port.
-    needed: Bounds,
+    needed: PortBounds,
     needed_from: String,
     control_port: Port,
     /// `passes`, `dropped` or `undecided`.
     control: &'static str,
     sufficient: bool,
-    passes: Vec<Bounds>,
-    missing: Vec<Bounds>,
-    extra: Vec<Bounds>,
+    passes: Vec<PortBounds>,
+    missing: Vec<PortBounds>,
+    extra: Vec<PortBounds>,
     undecided: Vec<Undecided>,
     /// Parts of the ruleset not evaluated, and why.
     skipped: Vec<String>,
@@ -302,11 +284,8 @@ pub(super) fn audit(args: &AuditArgs) -> Result<Outcome, UsageError> {
 }
 
 fn text(r: &AuditReport, list: &dyn Fn(&[PortRange]) -> String) -> String {
-    let ranges = |b: &[Bounds]| -> Vec<PortRange> {
-        b.iter()
-            .filter_map(|b| PortRange::new(b.first, b.last).ok())
-            .collect()
-    };
+    let ranges =
+        |b: &[PortBounds]| -> Vec<PortRange> { b.iter().filter_map(PortBounds::range).collect() };
     let mut out = String::new();
     let _ = writeln!(
         out,

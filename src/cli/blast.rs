@@ -11,7 +11,6 @@ use super::args::BackendName;
 use super::args::BlastArgs;
 use super::output::{self, OutputFile};
 use super::{EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, Outcome, UsageError};
-use crate::blast::netns::{Host, WanPath};
 use crate::blast::{self, Backend, BlastConfig, Board, Status};
 use crate::limits;
 use crate::report::Export;
@@ -134,28 +133,16 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
     if matches!(config.backend, Backend::Remote { .. }) {
         return Ok(config);
     }
-    let wan = WanPath {
-        delay: args.delay.map(seconds),
-        jitter: args.jitter.map(seconds),
-        loss: args.loss.map(|p| p.value()),
-        bandwidth_bps: args.bandwidth.map(|b| b.bits_per_second() as u64),
-    };
-    if args.ruleset_at.is_some() && args.ruleset.is_none() {
+    if args.backend == BackendName::Loopback
+        && let Some(flag) = args.wan.shapes()
+    {
         return Err(UsageError::flag(
-            "--ruleset-at",
-            args.ruleset_at.map_or("", |h| h.name()),
-            "says where --ruleset goes; give --ruleset FILE too",
+            flag,
+            "",
+            "shapes the path of --backend netns; loopback has none (add --backend netns)",
         ));
     }
-    if let Some(path) = &args.ruleset {
-        let shown = path.display().to_string();
-        if args.backend != BackendName::Netns {
-            return Err(UsageError::flag(
-                "--ruleset",
-                &shown,
-                "loads your ruleset into the namespaces of --backend netns; add --backend netns",
-            ));
-        }
+    if let Some((ruleset, at)) = args.wan.ruleset()? {
         if args.allowed.is_some() {
             return Err(UsageError::flag(
                 "--allowed",
@@ -163,33 +150,13 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
                 "with --ruleset, your ruleset decides what passes; drop --allowed",
             ));
         }
-        let ruleset = crate::firewall::ruleset::UserRuleset::read(path)
-            .map_err(|e| UsageError(format!("--ruleset {e}")))?;
-        config.ruleset = Some(blast::RulesetAt {
-            ruleset,
-            at: args.ruleset_at.unwrap_or(Host::Router),
-        });
+        config.ruleset = Some(blast::RulesetAt { ruleset, at });
         // The range under test is whatever the ruleset passes: the model passes everything.
         config.allowed = None;
     }
     config.backend = match args.backend {
-        BackendName::Netns => Backend::Netns(wan),
-        BackendName::Loopback => {
-            let given = [
-                ("--delay", args.delay.is_some()),
-                ("--jitter", args.jitter.is_some()),
-                ("--loss", args.loss.is_some()),
-                ("--bandwidth", args.bandwidth.is_some()),
-            ];
-            if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
-                return Err(UsageError::flag(
-                    flag,
-                    "",
-                    "shapes the WAN path of --backend netns; loopback has none",
-                ));
-            }
-            Backend::Loopback
-        }
+        BackendName::Netns => Backend::Netns(args.wan.path()),
+        BackendName::Loopback => Backend::Loopback,
     };
     Ok(config)
 }
@@ -204,24 +171,19 @@ fn remote_conflicts(args: &BlastArgs) -> Result<(), UsageError> {
             "runs the server in a namespace here; --server tests the path to another host",
         ));
     }
-    for (flag, given) in [
+    let local = [
         ("--base-port", args.base_port.is_some()),
         ("--control-port", args.control_port.is_some()),
-        ("--delay", args.delay.is_some()),
-        ("--loss", args.loss.is_some()),
-        ("--bandwidth", args.bandwidth.is_some()),
-        ("--jitter", args.jitter.is_some()),
-        ("--ruleset", args.ruleset.is_some()),
-        ("--ruleset-at", args.ruleset_at.is_some()),
-    ] {
-        if given {
-            return Err(UsageError::flag(
-                flag,
-                "",
-                "does not apply with --server: the server describes its ports, and the \
-                 real path between the hosts is what is tested",
-            ));
-        }
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag));
+    if let Some(flag) = local.or(args.wan.shapes()) {
+        return Err(UsageError::flag(
+            flag,
+            "",
+            "does not apply with --server: the server describes its ports, and the real path \
+             between the hosts is what is tested",
+        ));
     }
     Ok(())
 }

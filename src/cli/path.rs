@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::args::PathArgs;
 use super::{EXIT_INTERRUPTED, Outcome, UsageError};
-use crate::blast::netns::{self, Host, TestHosts, WanPath};
-use crate::firewall::ruleset::UserRuleset;
+use crate::blast::netns::{self, Host, TestHosts};
 
 /// The exit code when --duration ran out (as `timeout(1)` has it).
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -110,37 +109,17 @@ impl Drop for Running {
 }
 
 pub(super) fn path(args: &PathArgs) -> Result<Outcome, UsageError> {
-    let seconds = |d: crate::units::Duration| {
-        Duration::try_from_secs_f64(d.as_secs_f64()).unwrap_or(Duration::MAX)
-    };
-    let wan = WanPath {
-        delay: args.delay.map(seconds),
-        jitter: args.jitter.map(seconds),
-        loss: args.loss.map(|p| p.value()),
-        bandwidth_bps: args.bandwidth.map(|b| b.bits_per_second() as u64),
-    };
-    if args.ruleset_at.is_some() && args.ruleset.is_none() {
-        return Err(UsageError::flag(
-            "--ruleset-at",
-            "",
-            "says where --ruleset goes; give --ruleset FILE too",
-        ));
-    }
-    let ruleset = match &args.ruleset {
-        Some(path) => {
-            Some(UserRuleset::read(path).map_err(|e| UsageError(format!("--ruleset {e}")))?)
-        }
-        None => None,
-    };
+    let wan = args.wan.path();
+    let ruleset = args.wan.ruleset()?;
     netns::check_requirements().map_err(|e| UsageError(e.to_string()))?;
     for note in netns::remove_leftovers() {
         eprintln!("udprange: {note}");
     }
     let failed = |e: netns::NetnsError| UsageError(e.to_string());
     let mut hosts = TestHosts::create().map_err(failed)?;
-    if let Some(ruleset) = &ruleset {
+    if let Some((ruleset, at)) = &ruleset {
         hosts
-            .load_user_ruleset(args.ruleset_at.unwrap_or(Host::Router), ruleset)
+            .load_user_ruleset(*at, ruleset)
             .map_err(|e| UsageError(e.to_string()))?;
     }
     hosts.count_flows().map_err(failed)?;
@@ -187,7 +166,8 @@ pub(super) fn path(args: &PathArgs) -> Result<Outcome, UsageError> {
         false,
     )
     .map_err(UsageError)?;
-    let deadline = Instant::now() + seconds(args.duration);
+    let deadline = Instant::now()
+        + Duration::try_from_secs_f64(args.duration.as_secs_f64()).unwrap_or(Duration::MAX);
     let code = loop {
         if let Ok(Some(status)) = client.0.try_wait() {
             break status.code().unwrap_or(1);
@@ -211,22 +191,7 @@ pub(super) fn path(args: &PathArgs) -> Result<Outcome, UsageError> {
     }
     drop(guard);
     if let Some(line) = hosts.finish_delay() {
-        eprintln!(
-            "udprange path: delay line held {} packets (at most {} at once), kernel queue drops \
-             {} full, {} undelivered{}",
-            line.packets,
-            line.held_max,
-            line.queue_dropped,
-            line.user_dropped,
-            if line.ran_to_end {
-                String::new()
-            } else {
-                format!(
-                    "; STOPPED EARLY ({}): packets passed undelayed after that",
-                    line.stopped.as_deref().unwrap_or("no reason given")
-                )
-            }
-        );
+        eprintln!("udprange path: delay line {}", line.describe());
     }
     if let Ok(drops) = hosts.dropped() {
         let by = |host: Host| -> u64 {

@@ -10,5 +10,5 @@ mod server;
 pub use allocator::{AllocError, AllocatorConfig, Closed, PortAllocator};
 pub use first_fit::FirstFitSet;
 pub use os::{AccountId, PortKey, ServerOs, SessionId, SessionRef, SharingRule, UnknownOs};
-pub use range::{MAX_PORT, Port, PortRange, RangeError, parse_port};
+pub use range::{MAX_PORT, Port, PortBounds, PortRange, RangeError, parse_port};
 pub use server::Server;

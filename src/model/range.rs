@@ -57,6 +57,31 @@ pub fn parse_port(text: &str) -> Result<Port, RangeError> {
     }
 }
 
+/// A range as JSON shows it: `{"first": …, "last": …, "ports": …}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PortBounds {
+    pub first: Port,
+    pub last: Port,
+    pub ports: u32,
+}
+
+impl From<PortRange> for PortBounds {
+    fn from(r: PortRange) -> Self {
+        Self {
+            first: r.first(),
+            last: r.last(),
+            ports: r.len(),
+        }
+    }
+}
+
+impl PortBounds {
+    /// Back to a range (the bounds of one are always valid).
+    pub fn range(&self) -> Option<PortRange> {
+        PortRange::new(self.first, self.last).ok()
+    }
+}
+
 /// An inclusive range of ports, `first..=last`, never empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortRange {

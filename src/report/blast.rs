@@ -117,23 +117,7 @@ pub fn body_text(r: &BlastReport) -> String {
             }
         }
         if let Some(line) = &kernel.delay_line {
-            let _ = writeln!(
-                out,
-                "delay line {} packets held, at most {} at once; kernel queue drops {} full, {} \
-                 undelivered{}",
-                line.packets,
-                line.held_max,
-                line.queue_dropped,
-                line.user_dropped,
-                if line.ran_to_end {
-                    String::new()
-                } else {
-                    format!(
-                        "; STOPPED EARLY ({}): packets passed undelayed after that",
-                        line.stopped.as_deref().unwrap_or("no reason given")
-                    )
-                }
-            );
+            let _ = writeln!(out, "delay line {}", line.describe());
         }
         let d = kernel.dropped_packets;
         let _ = writeln!(

@@ -1,23 +1,12 @@
 //! `udprange audit`: the static answer for rulesets too narrow, too wide and undecidable,
 //! in both formats, hostile files, and `--confirm` against the kernel (root).
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::blast_netns::kernel_path;
+use crate::common::{TempFile, json_of as json, udprange};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rulesets");
-
-fn udprange(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_udprange"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)))
-}
 
 fn ranges(value: &serde_json::Value) -> Vec<(u64, u64)> {
     value
@@ -26,27 +15,6 @@ fn ranges(value: &serde_json::Value) -> Vec<(u64, u64)> {
         .iter()
         .map(|r| (r["first"].as_u64().unwrap(), r["last"].as_u64().unwrap()))
         .collect()
-}
-
-/// A file removed when dropped.
-struct Temp(std::path::PathBuf);
-
-impl Temp {
-    fn new(name: &str, text: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("udprange-audit-{}-{name}", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        Self(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Too narrow: the corporate policy drops 33009-33010 of the seed's 33001-33010 (exit 1),
@@ -114,7 +82,7 @@ fn too_narrow_is_missing_and_exit_1() {
 /// policy would pass everything.
 #[test]
 fn too_wide_is_extra_and_a_finding() {
-    let wide = Temp::new(
+    let wide = TempFile::new(
         "wide.rules",
         "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 22 -j ACCEPT\n-A FORWARD -p udp --dport 33001:34000 -j ACCEPT\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -s 198.18.0.0/16 -p udp -m multiport --dports 33001:33010 -j ACCEPT\nCOMMIT\n",
     );
@@ -154,7 +122,7 @@ fn too_wide_is_extra_and_a_finding() {
 /// A match the evaluator cannot decide is named, never taken as accept or drop: exit 3.
 #[test]
 fn undecidable_matches_are_named_and_exit_3() {
-    let by_interface = Temp::new(
+    let by_interface = TempFile::new(
         "iface.rules",
         "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i eth0 -p tcp --dport 22 -j ACCEPT\n-A FORWARD -i eth0 -p udp --dport 33001:33010 -j ACCEPT\nCOMMIT\n",
     );
@@ -197,7 +165,7 @@ fn hostile_rulesets_are_one_error() {
         ("broken.json", "{\"nftables\": [", "not JSON"),
     ];
     for (name, text, expect) in cases {
-        let file = Temp::new(name, text);
+        let file = TempFile::new(name, text);
         let output = udprange(&["audit", file.path()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
@@ -224,7 +192,7 @@ fn confirm_agrees_with_the_kernel() {
         .output()
         .unwrap()
         .stdout;
-    let wide = Temp::new(
+    let wide = TempFile::new(
         "wide-confirm.rules",
         "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -s 198.18.0.0/16 -p udp -m multiport --dports 33001:33008,40000:40100 -j ACCEPT\nCOMMIT\n",
     );

@@ -115,3 +115,42 @@ pub fn interrupted(args: &[&str], after: Duration) -> (Output, Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs the binary with `args` to its end.
+pub fn udprange(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_udprange"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The JSON on a run's stdout; fails the test with its stderr when there is none.
+pub fn json_of(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON on stdout ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// A file in the temporary directory, named for this process, removed when dropped.
+pub struct TempFile(pub std::path::PathBuf);
+
+impl TempFile {
+    pub fn new(name: &str, text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("udprange-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -2,13 +2,14 @@
 //! delay line for every protocol (TCP included), and nothing left behind. Root, `ip`, `nft`,
 //! `iptables`, `ethtool` (and `iperf3` for the TCP check) or a loud skip (a failure under CI).
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use udprange::blast::delay;
 use udprange::blast::netns::{self, TestHosts, WanPath};
 
 use crate::blast_netns::kernel_path;
+use crate::common::{TempFile, json_of as json, udprange};
 
 /// A corporate firewall that opens two ports too few: 33001-33008 of the seed's 33001-33010.
 const NARROW_NFT: &str = "\
@@ -37,46 +38,6 @@ const NARROW_IPTABLES: &str = "\
 COMMIT
 ";
 
-fn write(name: &str, text: &str) -> tempfile_path::Path {
-    tempfile_path::Path::new(name, text)
-}
-
-/// A file removed when dropped.
-mod tempfile_path {
-    pub struct Path(pub std::path::PathBuf);
-    impl Path {
-        pub fn new(name: &str, text: &str) -> Self {
-            let path = std::env::temp_dir().join(format!("udprange-{}-{name}", std::process::id()));
-            std::fs::write(&path, text).unwrap();
-            Self(path)
-        }
-        pub fn as_str(&self) -> &str {
-            self.0.to_str().unwrap()
-        }
-    }
-    impl Drop for Path {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
-fn udprange(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_udprange"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON report ({e}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
 fn assert_gone(report: &serde_json::Value) {
     for key in ["client_namespace", "router_namespace", "server_namespace"] {
         let name = report["kernel"][key].as_str().unwrap();
@@ -96,13 +57,13 @@ fn a_ruleset_in_the_router_is_named_for_what_it_drops() {
         ("narrow.nft", NARROW_NFT, "nftables"),
         ("narrow.rules", NARROW_IPTABLES, "iptables-save"),
     ] {
-        let file = write(name, text);
+        let file = TempFile::new(name, text);
         let output = udprange(&[
             "blast",
             "--backend",
             "netns",
             "--ruleset",
-            file.as_str(),
+            file.path(),
             "--clients",
             "10",
             "--duration",
@@ -163,7 +124,7 @@ fn a_ruleset_on_the_client_or_the_server() {
     let Some(_namespaces) = kernel_path() else {
         return;
     };
-    let wide = write(
+    let wide = TempFile::new(
         "wide.nft",
         "table inet host {\n\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n\t\tct state established,related accept\n\t\ttcp dport 22 accept\n\t\tudp dport 33001-33100 accept\n\t}\n}\n",
     );
@@ -172,7 +133,7 @@ fn a_ruleset_on_the_client_or_the_server() {
         "--backend",
         "netns",
         "--ruleset",
-        wide.as_str(),
+        wide.path(),
         "--ruleset-at",
         "client",
         "--clients",
@@ -197,7 +158,7 @@ fn a_ruleset_on_the_client_or_the_server() {
     assert_eq!(report["kernel"]["ruleset"]["at"], "client");
     assert_gone(&report);
 
-    let no_control = write(
+    let no_control = TempFile::new(
         "no-control.rules",
         "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j DROP\nCOMMIT\n",
     );
@@ -206,7 +167,7 @@ fn a_ruleset_on_the_client_or_the_server() {
         "--backend",
         "netns",
         "--ruleset",
-        no_control.as_str(),
+        no_control.path(),
         "--ruleset-at",
         "server",
         "--clients",
@@ -251,25 +212,25 @@ fn a_ruleset_that_does_not_load_is_a_usage_error() {
         .output()
         .unwrap()
         .stdout;
-    let bad_nft = write(
+    let bad_nft = TempFile::new(
         "bad.nft",
         "table inet x {\n\tchain c {\n\t\ttype filter hook forward priority 0;\n\t\tudp dport 99999 accept\n\t}\n}\n",
     );
-    let bad_ipt = write(
+    let bad_ipt = TempFile::new(
         "bad.rules",
         "*filter\n-A FORWARD -p udp --dport 1 -j NOWHERE\nCOMMIT\n",
     );
-    let neither = write("neither.txt", "allow udp 33001-33010\n");
+    let neither = TempFile::new("neither.txt", "allow udp 33001-33010\n");
     for (file, expect) in [
         (&bad_nft, "nft -c -f -` refuses it"),
         (&bad_ipt, "iptables-restore"),
         (&neither, "begins neither an nftables ruleset"),
     ] {
-        let output = udprange(&["blast", "--backend", "netns", "--ruleset", file.as_str()]);
+        let output = udprange(&["blast", "--backend", "netns", "--ruleset", file.path()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(
-            stderr.contains(file.as_str()) && stderr.contains(expect),
+            stderr.contains(file.path()) && stderr.contains(expect),
             "{stderr}"
         );
         assert!(output.stdout.is_empty(), "no partial report");
@@ -284,15 +245,15 @@ fn a_ruleset_that_does_not_load_is_a_usage_error() {
         String::from_utf8_lossy(&after)
     );
     // Flags that make no sense together are refused before anything is made.
-    let file = write("ok.nft", NARROW_NFT);
+    let file = TempFile::new("ok.nft", NARROW_NFT);
     for args in [
-        vec!["blast", "--ruleset", file.as_str()],
+        vec!["blast", "--ruleset", file.path()],
         vec![
             "blast",
             "--backend",
             "netns",
             "--ruleset",
-            file.as_str(),
+            file.path(),
             "--allowed",
             "33001-33010",
         ],
@@ -302,7 +263,7 @@ fn a_ruleset_that_does_not_load_is_a_usage_error() {
             "--backend",
             "netns",
             "--ruleset",
-            file.as_str(),
+            file.path(),
             "--ruleset-at",
             "moon",
         ],
@@ -318,7 +279,7 @@ fn a_ruleset_that_does_not_load_is_a_usage_error() {
         "--key",
         "s3cret",
         "--ruleset",
-        file.as_str(),
+        file.path(),
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");

@@ -158,14 +158,7 @@ fn port_values(text: &str) -> Option<Values> {
                 },
             ),
             None => {
-                let n = match part {
-                    "ssh" => 22,
-                    "domain" => 53,
-                    "http" => 80,
-                    "ntp" => 123,
-                    "https" => 443,
-                    other => other.parse().ok()?,
-                };
+                let n = super::service_port(part)?;
                 (n, n)
             }
         };

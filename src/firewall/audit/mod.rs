@@ -58,6 +58,19 @@ impl Budget {
     }
 }
 
+/// A port written as a service name (the ones rulesets use for transfers' neighbours), or
+/// as a number.
+pub fn service_port(name: &str) -> Option<u64> {
+    Some(match name {
+        "ssh" => 22,
+        "domain" => 53,
+        "http" => 80,
+        "ntp" => 123,
+        "https" => 443,
+        other => other.parse().ok()?,
+    })
+}
+
 /// The netfilter hooks, in the order a packet meets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Hook {

@@ -331,14 +331,7 @@ fn scalar(field: &Field, s: &str) -> Option<Values> {
             "udplite" => 136,
             other => other.parse().ok()?,
         })),
-        Field::Sport | Field::Dport => Some(Values::number(match s {
-            "ssh" => 22,
-            "domain" => 53,
-            "http" => 80,
-            "ntp" => 123,
-            "https" => 443,
-            other => other.parse().ok()?,
-        })),
+        Field::Sport | Field::Dport => Some(Values::number(super::service_port(s)?)),
         Field::CtState | Field::InIface | Field::OutIface => Some(Values::name(s)),
         Field::Ipv6 => Some(Values::name(s)),
     }
