@@ -407,17 +407,17 @@ impl TestHosts {
 
     /// Gives the client namespace one more address (a client group's own).
     pub fn add_client_address(&self, addr: Ipv4Addr) -> Result<(), NetnsError> {
-        let cidr = format!("{addr}/{PREFIX_LEN}");
-        ip(&[
-            "-n",
-            &self.client_ns,
-            "addr",
-            "add",
-            &cidr,
-            "dev",
-            &self.client_if,
-        ])
-        .map(|_| ())
+        self.add_address(Host::Client, addr, PREFIX_LEN)
+    }
+
+    /// Gives the client's or the server's interface one more address.
+    fn add_address(&self, host: Host, addr: Ipv4Addr, prefix: u8) -> Result<(), NetnsError> {
+        let dev = match host {
+            Host::Server => &self.server_if,
+            _ => &self.client_if,
+        };
+        let cidr = format!("{addr}/{prefix}");
+        ip(&["-n", self.namespace(host), "addr", "add", &cidr, "dev", dev]).map(|_| ())
     }
 
     /// Loads an nftables ruleset into one of the namespaces, atomically (`nft -f`).
@@ -579,7 +579,7 @@ impl TestHosts {
     /// the test addresses, routed through the router (for a ruleset written for them).
     pub fn add_addresses(&self, client: Ipv4Addr, server: Ipv4Addr) -> Result<(), NetnsError> {
         if client != CLIENT_ADDR {
-            self.add_client_address_host(client)?;
+            self.add_address(Host::Client, client, 32)?;
             let c = format!("{client}/32");
             ip(&[
                 "-n",
@@ -613,20 +613,6 @@ impl TestHosts {
             ])?;
         }
         Ok(())
-    }
-
-    fn add_client_address_host(&self, addr: Ipv4Addr) -> Result<(), NetnsError> {
-        let cidr = format!("{addr}/32");
-        ip(&[
-            "-n",
-            &self.client_ns,
-            "addr",
-            "add",
-            &cidr,
-            "dev",
-            &self.client_if,
-        ])
-        .map(|_| ())
     }
 
     /// Counts probes to `server` by protocol and destination port where they leave (the

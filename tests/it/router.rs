@@ -38,6 +38,22 @@ const NARROW_IPTABLES: &str = "\
 COMMIT
 ";
 
+/// `blast --backend netns --ruleset FILE ARGS… --format json`, with the exit code it must
+/// have; its report.
+fn blast_with(ruleset: &str, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["blast", "--backend", "netns", "--ruleset", ruleset];
+    all.extend_from_slice(args);
+    all.extend(["--format", "json"]);
+    let output = udprange(&all);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    json(&output)
+}
+
 fn assert_gone(report: &serde_json::Value) {
     for key in ["client_namespace", "router_namespace", "server_namespace"] {
         let name = report["kernel"][key].as_str().unwrap();
@@ -58,28 +74,18 @@ fn a_ruleset_in_the_router_is_named_for_what_it_drops() {
         ("narrow.rules", NARROW_IPTABLES, "iptables-save"),
     ] {
         let file = TempFile::new(name, text);
-        let output = udprange(&[
-            "blast",
-            "--backend",
-            "netns",
-            "--ruleset",
+        let report = blast_with(
             file.path(),
-            "--clients",
-            "10",
-            "--duration",
-            "1s",
-            "--handshake-timeout",
-            "1s",
-            "--format",
-            "json",
-        ]);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+            &[
+                "--clients",
+                "10",
+                "--duration",
+                "1s",
+                "--handshake-timeout",
+                "1s",
+            ],
+            1,
         );
-        let report = json(&output);
         let summary = report["verdict"]["summary"].as_str().unwrap();
         assert!(
             summary.contains("drops 33009-33010; this load needs 33001-33010"),
@@ -128,28 +134,18 @@ fn a_ruleset_on_the_client_or_the_server() {
         "wide.nft",
         "table inet host {\n\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n\t\tct state established,related accept\n\t\ttcp dport 22 accept\n\t\tudp dport 33001-33100 accept\n\t}\n}\n",
     );
-    let output = udprange(&[
-        "blast",
-        "--backend",
-        "netns",
-        "--ruleset",
+    let report = blast_with(
         wide.path(),
-        "--ruleset-at",
-        "client",
-        "--clients",
-        "4",
-        "--duration",
-        "1s",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        &[
+            "--ruleset-at",
+            "client",
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+        ],
+        0,
     );
-    let report = json(&output);
     let summary = report["verdict"]["summary"].as_str().unwrap();
     assert!(
         summary.contains("passes every session of this load, which needs UDP 33001-33004"),
@@ -162,30 +158,20 @@ fn a_ruleset_on_the_client_or_the_server() {
         "no-control.rules",
         "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j DROP\nCOMMIT\n",
     );
-    let output = udprange(&[
-        "blast",
-        "--backend",
-        "netns",
-        "--ruleset",
+    let report = blast_with(
         no_control.path(),
-        "--ruleset-at",
-        "server",
-        "--clients",
-        "2",
-        "--duration",
-        "1s",
-        "--handshake-timeout",
-        "1s",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        &[
+            "--ruleset-at",
+            "server",
+            "--clients",
+            "2",
+            "--duration",
+            "1s",
+            "--handshake-timeout",
+            "1s",
+        ],
+        1,
     );
-    let report = json(&output);
     let summary = report["verdict"]["summary"].as_str().unwrap();
     assert!(
         summary.contains("drops the control connection (TCP 22"),
