@@ -1,8 +1,6 @@
 //! `udprange audit`: the static answer for rulesets too narrow, too wide and undecidable,
 //! in both formats, hostile files, and `--confirm` against the kernel (root).
 
-use std::process::Command;
-
 use crate::blast_netns::kernel_path;
 use crate::common::{TempFile, json_of as json, udprange};
 
@@ -187,11 +185,7 @@ fn confirm_agrees_with_the_kernel() {
     let Some(_namespaces) = kernel_path() else {
         return;
     };
-    let before = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap()
-        .stdout;
+    let before = crate::common::netns_list();
     let wide = TempFile::new(
         "wide-confirm.rules",
         "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -s 198.18.0.0/16 -p udp -m multiport --dports 33001:33008,40000:40100 -j ACCEPT\nCOMMIT\n",
@@ -209,13 +203,6 @@ fn confirm_agrees_with_the_kernel() {
         assert_eq!(output.status.code(), Some(1), "both too narrow: {file}");
         assert_eq!(r["confirm"]["unsent"], serde_json::json!([]));
     }
-    let after = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap()
-        .stdout;
-    assert_eq!(
-        String::from_utf8_lossy(&before),
-        String::from_utf8_lossy(&after)
-    );
+    let after = crate::common::netns_list();
+    assert_eq!(before, after, "namespaces left behind");
 }

@@ -154,3 +154,9 @@ impl Drop for TempFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// The network namespaces that exist now, as `ip netns list` prints them.
+pub fn netns_list() -> String {
+    let output = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -193,11 +193,7 @@ fn a_ruleset_that_does_not_load_is_a_usage_error() {
     let Some(_namespaces) = kernel_path() else {
         return;
     };
-    let before = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap()
-        .stdout;
+    let before = crate::common::netns_list();
     let bad_nft = TempFile::new(
         "bad.nft",
         "table inet x {\n\tchain c {\n\t\ttype filter hook forward priority 0;\n\t\tudp dport 99999 accept\n\t}\n}\n",
@@ -221,15 +217,8 @@ fn a_ruleset_that_does_not_load_is_a_usage_error() {
         );
         assert!(output.stdout.is_empty(), "no partial report");
     }
-    let after = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap()
-        .stdout;
-    assert_eq!(
-        String::from_utf8_lossy(&before),
-        String::from_utf8_lossy(&after)
-    );
+    let after = crate::common::netns_list();
+    assert_eq!(before, after, "namespaces left behind");
     // Flags that make no sense together are refused before anything is made.
     let file = TempFile::new("ok.nft", NARROW_NFT);
     for args in [
@@ -338,11 +327,7 @@ fn the_delay_reaches_tcp_too() {
         crate::common::skip("`iperf3` is not installed (apt-get install iperf3)");
         return;
     }
-    let before = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap()
-        .stdout;
+    let before = crate::common::netns_list();
     let output = udprange(&[
         "path",
         "--delay",
@@ -377,15 +362,8 @@ fn the_delay_reaches_tcp_too() {
         stderr.contains("kernel queue drops 0 full, 0 undelivered"),
         "{stderr}"
     );
-    let after = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap()
-        .stdout;
-    assert_eq!(
-        String::from_utf8_lossy(&before),
-        String::from_utf8_lossy(&after)
-    );
+    let after = crate::common::netns_list();
+    assert_eq!(before, after, "namespaces left behind");
 }
 
 /// `path` hands back the command's exit code, stops a command that outlives --duration
@@ -395,11 +373,7 @@ fn path_runs_a_command_and_cleans_up() {
     let Some(_namespaces) = kernel_path() else {
         return;
     };
-    let before = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap()
-        .stdout;
+    let before = crate::common::netns_list();
     let output = udprange(&["path", "--", "sh", "-c", "echo $UDPRANGE_SERVER; exit 7"]);
     assert_eq!(output.status.code(), Some(7));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "198.19.0.1\n");
@@ -420,15 +394,8 @@ fn path_runs_a_command_and_cleans_up() {
         crate::common::interrupted(&["path", "--", "sleep", "30"], Duration::from_millis(1500));
     assert_eq!(output.status.code(), Some(130));
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    let after = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .unwrap()
-        .stdout;
-    assert_eq!(
-        String::from_utf8_lossy(&before),
-        String::from_utf8_lossy(&after)
-    );
+    let after = crate::common::netns_list();
+    assert_eq!(before, after, "namespaces left behind");
     assert_eq!(
         udprange(&["path", "--delay", "25ms"]).status.code(),
         Some(2)
