@@ -13,8 +13,10 @@ pub mod delay;
 pub mod netns;
 pub mod pacing;
 pub mod probe;
+pub mod rate;
 pub mod receiver;
 pub mod replay;
+pub mod requests;
 pub mod sender;
 pub mod server;
 
