@@ -22,11 +22,13 @@ use tokio::sync::{oneshot, watch};
 
 use super::capture::Capture;
 use super::pacing::Pacer;
+use super::rate::{Policy, RateController};
 use super::sender::{Heard, SenderState};
 use crate::firewall::model::OutboundFilter;
 use crate::model::Port;
 use crate::wire::control::{self, CONTROL_LEN, ControlRepr, RefusedReason};
 use crate::wire::fasp::{self, Message, ReceiverStats, Repr};
+use hdrhistogram::Histogram;
 
 /// The clients' address: another loopback address than the server's, so that a client's
 /// ephemeral UDP port never takes a port the server is about to hand out (on one machine
@@ -55,6 +57,9 @@ pub struct ClientParams {
     pub max_datagrams: u64,
     /// The address the client sends from, on TCP and UDP ([`CLIENT_HOST`] on loopback).
     pub address: Ipv4Addr,
+    /// How the session chooses its rate: `rate_bps` is the ceiling, this the floor.
+    pub policy: Policy,
+    pub min_rate_bps: u64,
 }
 
 /// How a session ended.
@@ -122,7 +127,16 @@ pub struct ClientReport {
     pub sending: Duration,
     /// The address the session's UDP data left from (its flow, for kernel counters).
     pub local: Option<SocketAddr>,
+    /// The pacing rate over time: (seconds since sending began, bit/s), at most one
+    /// sample per [`RATE_SAMPLE`], at most [`MAX_RATE_SAMPLES`].
+    pub rates: Vec<(f64, u64)>,
+    /// The rate controller's queuing-delay estimates, µs (delay-based policies).
+    pub queuing_us: Option<Histogram<u32>>,
 }
+
+/// How often the rate over time is sampled, and most samples a session keeps.
+pub const RATE_SAMPLE: Duration = Duration::from_millis(100);
+pub const MAX_RATE_SAMPLES: usize = 6_000;
 
 impl ClientReport {
     /// A session that has not started, ended with `outcome`.
@@ -147,6 +161,8 @@ impl ClientReport {
             final_frame: None,
             sending: Duration::ZERO,
             local: None,
+            rates: Vec::new(),
+            queuing_us: None,
         }
     }
 }
@@ -395,6 +411,22 @@ struct Sender {
 struct Progress {
     start: Instant,
     state: SenderState,
+    pacer: Pacer,
+    controller: Box<dyn RateController>,
+}
+
+impl Progress {
+    /// Records the rate now, at most once per [`RATE_SAMPLE`].
+    fn sample_rate(&self, report: &mut ClientReport) {
+        let t = self.start.elapsed().as_secs_f64();
+        let due = report
+            .rates
+            .last()
+            .is_none_or(|&(last, _)| t - last >= RATE_SAMPLE.as_secs_f64());
+        if due && report.rates.len() < MAX_RATE_SAMPLES {
+            report.rates.push((t, self.pacer.rate_bps()));
+        }
+    }
 }
 
 impl Sender {
@@ -442,12 +474,18 @@ impl Sender {
     }
 
     async fn transfer(&mut self, report: &mut ClientReport, stop: &mut watch::Receiver<bool>) {
+        let controller = self
+            .params
+            .policy
+            .controller(self.params.rate_bps, self.params.min_rate_bps);
         let mut progress = Progress {
             start: Instant::now(),
             state: SenderState::new(self.server, self.grant.session, self.grant.token),
+            pacer: Pacer::new(controller.rate_bps(), self.params.datagram),
+            controller,
         };
         let start = progress.start;
-        let mut pacer = Pacer::new(self.params.rate_bps, self.params.datagram);
+        progress.sample_rate(report);
         // The largest reply a server sends is a full NACK; anything longer is not one of its
         // replies, arrives truncated and is rejected.
         let mut incoming = vec![0u8; fasp::MAX_REPLY];
@@ -462,7 +500,7 @@ impl Sender {
                 report.outcome = self.confirm_blocked(stop).await;
                 return;
             }
-            let due = pacer.due(start.elapsed());
+            let due = progress.pacer.due(start.elapsed());
             for _ in 0..due {
                 let total = report.sent + report.retransmitted;
                 if total >= budget {
@@ -477,10 +515,11 @@ impl Sender {
                         report.sent += 1;
                     }
                 }
-                pacer.sent(1);
+                progress.pacer.sent(1);
             }
+            progress.sample_rate(report);
             // Wait for the next datagram's turn, reading replies meanwhile.
-            let wake = (start + pacer.next_due())
+            let wake = (start + progress.pacer.next_due())
                 .min(sending_until)
                 .max(Instant::now());
             let wake = if progress.state.proven() {
@@ -636,9 +675,22 @@ impl Sender {
                 proved,
                 delivered,
                 last,
+                one_way_ns,
             } => {
                 if last {
                     report.final_stats = progress.state.final_stats();
+                }
+                if let Some(sample) = one_way_ns {
+                    let now = progress.start.elapsed();
+                    progress.controller.on_delay(sample, now);
+                    progress.pacer.set_rate(progress.controller.rate_bps(), now);
+                    if let Some(queuing) = progress.controller.queuing_delay() {
+                        let histogram = report
+                            .queuing_us
+                            .get_or_insert_with(|| Histogram::new(2).expect("valid precision"));
+                        let us = u64::try_from(queuing.as_micros()).unwrap_or(u64::MAX);
+                        let _ = histogram.record(us.max(1));
+                    }
                 }
                 (proved, delivered)
             }

@@ -85,6 +85,9 @@ pub struct BlastConfig {
     /// netns only: the user's own ruleset and where it goes; it replaces udprange's rules,
     /// and the range under test is whatever it passes.
     pub ruleset: Option<RulesetAt>,
+    /// How sessions choose their rate: `rate_bps` is the ceiling, `min_rate_bps` the floor.
+    pub policy: rate::Policy,
+    pub min_rate_bps: u64,
 }
 
 /// A user's ruleset and the host that carries it.
@@ -151,6 +154,8 @@ impl BlastConfig {
             sessions: None,
             interval: None,
             ruleset: None,
+            policy: rate::Policy::Fixed,
+            min_rate_bps: 0,
         }
     }
 
@@ -416,6 +421,11 @@ pub struct SessionResult {
     /// HELLO to PORT plus first datagram to its acknowledgement: two round trips.
     pub handshake_ms: Option<f64>,
     pub latency_us: Option<Latency>,
+    /// A delay-based policy's pacing rate over time: `[seconds since sending began, bit/s]`
+    /// every 100 ms (empty for `fixed`, whose rate is the target throughout).
+    pub rate_bps: Vec<[f64; 2]>,
+    /// A delay-based policy's queuing-delay estimates.
+    pub queuing_delay_us: Option<Latency>,
 }
 
 /// Sessions whose outcome and port were what the model predicted, and the others.
@@ -530,6 +540,9 @@ pub struct Header {
     pub groups: Vec<GroupRange>,
     /// The user's ruleset under test (netns `--ruleset`), in words; it replaces `allowed`.
     pub ruleset: Option<String>,
+    /// How sessions choose their rate (`rate_bps` is the ceiling unless `fixed`).
+    pub policy: rate::Policy,
+    pub min_rate_bps: u64,
 }
 
 /// A client group and its outbound range.
@@ -711,6 +724,8 @@ pub fn prepare(config: &BlastConfig) -> Result<Prepared, BlastError> {
                 allowed: g.allowed,
             })
             .collect(),
+        policy: config.policy,
+        min_rate_bps: config.min_rate_bps,
         ruleset: config.ruleset.as_ref().map(|r| {
             format!(
                 "your ruleset {} ({}) at the {} ({} hook)",
@@ -833,6 +848,16 @@ fn session_result(row: &Row, scenario: &Scenario, datagram: u16) -> SessionResul
         rejected: client.rejected,
         handshake_ms: client.handshake.map(|d| d.as_secs_f64() * 1e3),
         latency_us: final_frame.and_then(|f| f.latency).map(latency),
+        rate_bps: if client.queuing_us.is_some() {
+            client.rates.iter().map(|&(t, r)| [t, r as f64]).collect()
+        } else {
+            Vec::new()
+        },
+        queuing_delay_us: client.queuing_us.as_ref().map(|h| Latency {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }),
     }
 }
 
@@ -1412,6 +1437,8 @@ fn client_side(
         rate_bps: config.rate_bps,
         datagram: config.datagram,
         max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
+        policy: config.policy,
+        min_rate_bps: config.min_rate_bps,
     }
 }
 
@@ -1927,6 +1954,8 @@ mod tests {
             rejected: 0,
             handshake_ms: None,
             latency_us: None,
+            rate_bps: Vec::new(),
+            queuing_delay_us: None,
         }
     }
 

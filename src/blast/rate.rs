@@ -46,8 +46,10 @@ impl Policy {
         }
     }
 
-    /// The controller for this policy between `min_bps` and `max_bps`.
+    /// The controller for this policy between `min_bps` and `max_bps`. A delay-based
+    /// controller never goes below 1 % of the ceiling (a rate of 0 would mean unpaced).
     pub fn controller(self, max_bps: u64, min_bps: u64) -> Box<dyn RateController> {
+        let min_bps = min_bps.max(max_bps / 100).max(1).min(max_bps);
         match self {
             Self::Fixed => Box::new(Fixed(max_bps)),
             Self::Fair => Box::new(Ledbat::new(

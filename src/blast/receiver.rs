@@ -17,11 +17,15 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::requests::Requests;
 use crate::model::Port;
 use crate::wire::fasp::{self, MAX_NACK_RANGES, Message, ReceiverStats, Repr, SeqRange, flags};
 
 /// Distinct datagrams between two acknowledgements of a session's path.
 pub const ACK_EVERY: u64 = 128;
+/// An acknowledgement at least this often while data arrives (timed acknowledgements: the
+/// sender's rate control reads a delay sample from each).
+pub const ACK_INTERVAL: Duration = Duration::from_millis(10);
 /// Most separate runs of received sequence numbers one session keeps; a datagram that would
 /// open one more is dropped (the sender retransmits it when asked).
 pub const MAX_GAPS: usize = 4096;
@@ -181,6 +185,9 @@ struct Receiving {
     /// Made with the first datagram (a session that never sends costs no histogram), and
     /// grown only as far as the latencies seen: thousands of sessions stay small.
     latency_us: Option<Histogram<u32>>,
+    /// What is missing, and when it may be asked for (again).
+    requests: Requests,
+    last_ack: Option<Duration>,
 }
 
 impl Receiving {
@@ -195,6 +202,8 @@ impl Receiving {
             first: None,
             last: None,
             latency_us: None,
+            requests: Requests::default(),
+            last_ack: None,
         }
     }
 
@@ -306,7 +315,7 @@ impl PortReceiver {
                     on_data(state, &repr, payload_len, from, now, max_datagrams, replies)
                 }
                 Message::Done { sent, .. } => {
-                    on_done(state, sent, from, now, max_datagrams, replies)
+                    on_done(state, sent, repr.send_ns, from, now, max_datagrams, replies)
                 }
                 Message::Nack { .. } | Message::Ack { .. } => false,
             };
@@ -344,6 +353,12 @@ fn on_data(
     if repr.sequence >= state.could_have_sent(now, max_datagrams) {
         return false;
     }
+    // The send time is the peer's word: a time after ours is not a latency.
+    let sent_at = Duration::from_nanos(repr.send_ns);
+    let one_way = (sent_at <= now).then(|| now - sent_at);
+    if let Some(one_way) = one_way {
+        state.requests.on_one_way(one_way);
+    }
     match state.received.insert(repr.sequence) {
         Mark::Fresh => {}
         Mark::Duplicate => {
@@ -352,6 +367,7 @@ fn on_data(
         }
         Mark::Full => return true,
     }
+    state.requests.on_received(repr.sequence, now);
     let first = state.first.is_none();
     state.first.get_or_insert(now);
     state.last = Some(now);
@@ -361,10 +377,8 @@ fn on_data(
         .registration
         .progress
         .store(state.stats.received, Ordering::Relaxed);
-    // The send time is the peer's word: a time after ours is not a latency.
-    let sent_at = Duration::from_nanos(repr.send_ns);
-    if sent_at <= now {
-        let latency = u64::try_from((now - sent_at).as_micros()).unwrap_or(u64::MAX);
+    if let Some(one_way) = one_way {
+        let latency = u64::try_from(one_way.as_micros()).unwrap_or(u64::MAX);
         let histogram = state.latency_us.get_or_insert_with(|| {
             // Two significant figures (percentiles within 1 %) keep a histogram to a few
             // KiB, which matters at thousands of sessions; counts up to 2^32 hold the most
@@ -375,24 +389,30 @@ fn on_data(
     }
     let expected = state.stats.next_expected;
     state.stats.next_expected = expected.max(repr.sequence + 1);
-    // The first datagram is acknowledged, and every ACK_EVERY-th after it, so a lost
-    // acknowledgement does not fail a working session.
-    let message = if repr.sequence > expected {
-        Message::Nack {
-            missing: vec![SeqRange {
-                first: expected,
-                count: u32::try_from(repr.sequence - expected).unwrap_or(u32::MAX),
-            }],
-        }
-    } else if first || state.stats.received % ACK_EVERY == 0 {
-        Message::Ack {
+    if repr.sequence > expected {
+        state.requests.on_gap(expected, repr.sequence - expected);
+    }
+    // Missing datagrams are asked for when the gap shows, and again only after a measured
+    // round trip (never blindly).
+    let missing = state.requests.due(now, MAX_NACK_RANGES);
+    if !missing.is_empty() {
+        replies.push(reply(state, from, now, Message::Nack { missing }));
+    }
+    // The first datagram is acknowledged, then every ACK_EVERY-th and at least every
+    // ACK_INTERVAL, so a lost acknowledgement does not fail a working session and the
+    // sender's rate control gets its delay samples.
+    let timed = state
+        .last_ack
+        .is_none_or(|last| now.saturating_sub(last) >= ACK_INTERVAL);
+    if first || state.stats.received % ACK_EVERY == 0 || timed {
+        state.last_ack = Some(now);
+        let ack = Message::Ack {
             flags: flags::HANDSHAKE,
             stats: state.stats,
-        }
-    } else {
-        return true;
-    };
-    replies.push(reply(state, from, now, message));
+            echo_ns: repr.send_ns,
+        };
+        replies.push(reply(state, from, now, ack));
+    }
     true
 }
 
@@ -401,6 +421,7 @@ fn on_data(
 fn on_done(
     state: &mut Receiving,
     sent: u64,
+    send_ns: u64,
     from: SocketAddr,
     now: Duration,
     max_datagrams: u64,
@@ -411,10 +432,21 @@ fn on_done(
     }
     state.sent = Some(sent);
     let mut stats = state.stats;
+    if sent > stats.next_expected {
+        // The tail was lost: a gap nothing after it could show.
+        state
+            .requests
+            .on_gap(stats.next_expected, sent - stats.next_expected);
+    }
     stats.next_expected = stats.next_expected.max(sent);
     stats.missing = stats.next_expected - stats.received;
     state.stats = stats;
-    let missing = state.received.missing(stats.next_expected, MAX_NACK_RANGES);
+    // What is due again (a round trip after the last request), or, past what the requests
+    // track, whatever is missing.
+    let mut missing = state.requests.due(now, MAX_NACK_RANGES);
+    if missing.is_empty() && state.requests.is_empty() && stats.missing > 0 {
+        missing = state.received.missing(stats.next_expected, MAX_NACK_RANGES);
+    }
     if !missing.is_empty() {
         replies.push(reply(state, from, now, Message::Nack { missing }));
     }
@@ -425,6 +457,7 @@ fn on_done(
         Message::Ack {
             flags: flags::FINAL,
             stats,
+            echo_ns: send_ns,
         },
     ));
     true
@@ -560,6 +593,7 @@ mod tests {
                     Message::Ack {
                         flags: flags::HANDSHAKE,
                         stats: ReceiverStats::default(),
+                        echo_ns: 0,
                     },
                 ),
             ),
@@ -605,7 +639,10 @@ mod tests {
         let Some(Reply {
             repr:
                 Repr {
-                    message: Message::Ack { flags: f, stats },
+                    message:
+                        Message::Ack {
+                            flags: f, stats, ..
+                        },
                     ..
                 },
             ..

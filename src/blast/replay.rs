@@ -156,6 +156,8 @@ pub struct ClientSide {
     pub rate_bps: u64,
     pub datagram: u16,
     pub max_datagrams: u64,
+    pub policy: super::rate::Policy,
+    pub min_rate_bps: u64,
 }
 
 /// A session whose client runs.
@@ -294,6 +296,8 @@ impl Driver {
             handshake_timeout: self.schedule.wall(self.handshake),
             max_datagrams: self.side.max_datagrams,
             address: self.side.addresses[group],
+            policy: self.side.policy,
+            min_rate_bps: self.side.min_rate_bps,
         }
     }
 }

@@ -20,6 +20,9 @@ pub enum Heard {
         proved: bool,
         delivered: u64,
         last: bool,
+        /// The receiver's clock when it acknowledged, minus the echoed send time of the
+        /// datagram it answers: a one-way delay sample (a constant clock offset included).
+        one_way_ns: Option<i64>,
     },
     /// A retransmission request (which proves the path as well); `queued` sequence numbers
     /// were added to the retransmission queue.
@@ -104,7 +107,11 @@ impl SenderState {
             _ => return Heard::Rejected,
         };
         match repr.message {
-            Message::Ack { flags: f, stats } => {
+            Message::Ack {
+                flags: f,
+                stats,
+                echo_ns,
+            } => {
                 let proved = f & flags::HANDSHAKE != 0 && !self.proven;
                 self.proven |= proved;
                 let delivered = stats.received.saturating_sub(self.acknowledged);
@@ -113,10 +120,18 @@ impl SenderState {
                 if last {
                     self.final_stats = Some(stats);
                 }
+                let one_way_ns = (echo_ns != 0)
+                    .then(|| {
+                        i64::try_from(repr.send_ns)
+                            .ok()?
+                            .checked_sub(i64::try_from(echo_ns).ok()?)
+                    })
+                    .flatten();
                 Heard::Ack {
                     proved,
                     delivered,
                     last,
+                    one_way_ns,
                 }
             }
             Message::Nack { missing } => {
@@ -180,6 +195,7 @@ mod tests {
                 next_expected: received,
                 bytes: received * 1456,
             },
+            echo_ns: 0,
         }
     }
 
@@ -213,10 +229,35 @@ mod tests {
             Heard::Ack {
                 proved: true,
                 delivered: 1,
-                last: false
+                last: false,
+                one_way_ns: None
             }
         );
         assert!(state.proven());
+    }
+
+    /// An acknowledgement's own send time (the receiver's clock) minus the send time it
+    /// echoes is a one-way delay sample; without an echo there is none.
+    #[test]
+    fn acknowledgements_carry_a_one_way_delay_sample() {
+        let mut state = SenderState::new(server(), 1, 2);
+        let repr = Repr {
+            session: 1,
+            token: 2,
+            sequence: 0,
+            send_ns: 1_000_025_000_000,
+            message: Message::Ack {
+                flags: flags::HANDSHAKE,
+                stats: ReceiverStats::default(),
+                echo_ns: 1_000_000_000_000,
+            },
+        };
+        let mut buffer = vec![0u8; repr.buffer_len()];
+        let len = repr.emit(&mut buffer).unwrap();
+        match state.on_reply(server(), &buffer[..len]) {
+            Heard::Ack { one_way_ns, .. } => assert_eq!(one_way_ns, Some(25_000_000)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -229,7 +270,8 @@ mod tests {
             Heard::Ack {
                 proved: true,
                 delivered: 3,
-                last: false
+                last: false,
+                one_way_ns: None
             }
         );
         // A late, smaller count delivers nothing and does not move the count back.
@@ -238,7 +280,8 @@ mod tests {
             Heard::Ack {
                 proved: false,
                 delivered: 0,
-                last: false
+                last: false,
+                one_way_ns: None
             }
         );
         assert_eq!(
@@ -246,7 +289,8 @@ mod tests {
             Heard::Ack {
                 proved: false,
                 delivered: 7,
-                last: true
+                last: true,
+                one_way_ns: None
             }
         );
         assert_eq!(state.final_stats().unwrap().received, 10);

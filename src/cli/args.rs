@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::blast::netns::WanPath;
+use crate::blast::rate::Policy;
 use crate::firewall::rules::Syntax;
 use crate::firewall::ruleset::{Host, UserRuleset};
 use crate::firewall::{Peer, Side};
@@ -379,10 +380,22 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = parse_clients)]
     pub accounts: Option<u32>,
 
-    /// Target rate per session, 0 for unpaced (default: the file's, else 10Mbps).
-    /// Example: --rate 50Mbps
+    /// Target rate per session, 0 for unpaced (default: the file's, else 10Mbps); with a
+    /// delay-based --policy, the ceiling. Example: --rate 50Mbps
     #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
     pub rate: Option<Bitrate>,
+
+    /// How a session chooses its rate: fixed (the target rate whatever happens, default),
+    /// fair (delay-based: up while the path's queue is below a 20 ms target, down in
+    /// proportion above it), high (a 40 ms target, faster: more than a fair share) or low
+    /// (5 ms, slower: yields to other traffic). Example: --policy fair
+    #[arg(long, allow_hyphen_values = true, default_value = "fixed", value_parser = parse_policy)]
+    pub policy: Policy,
+
+    /// The least rate a delay-based --policy slows to (default 1 % of --rate).
+    /// Example: --min-rate 1Mbps
+    #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
+    pub min_rate: Option<Bitrate>,
 
     /// How long each client of a burst sends, at most 600s; asks for a burst instead of the
     /// workload (default: the file's [traffic].duration, else 5s). Example: --duration 10s
@@ -716,6 +729,11 @@ fn parse_listen(text: &str) -> Result<std::net::SocketAddrV4, String> {
 pub enum BackendName {
     Loopback,
     Netns,
+}
+
+/// `--policy`.
+fn parse_policy(text: &str) -> Result<Policy, String> {
+    Policy::parse(text).ok_or_else(|| format!("unknown policy '{text}' (fixed, fair, high, low)"))
 }
 
 /// `--ruleset-at`, `audit --at`: a host on the test path.

@@ -66,6 +66,25 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
     if let Some(rate) = args.rate {
         config.rate_bps = rate.bits_per_second() as u64;
     }
+    config.policy = args.policy;
+    if config.policy != crate::blast::rate::Policy::Fixed && config.rate_bps == 0 {
+        return Err(UsageError::flag(
+            "--policy",
+            config.policy.name(),
+            "adapts the rate below a ceiling: give --rate (unpaced has none)",
+        ));
+    }
+    if let Some(min) = args.min_rate {
+        let min = min.bits_per_second() as u64;
+        if min > config.rate_bps {
+            return Err(UsageError::flag(
+                "--min-rate",
+                &args.min_rate.map_or(String::new(), |m| m.to_string()),
+                "is above --rate, the ceiling",
+            ));
+        }
+        config.min_rate_bps = min;
+    }
     if let Some(duration) = args.duration {
         config.duration = seconds(duration);
     }

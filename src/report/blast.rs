@@ -37,10 +37,15 @@ pub fn header_text(h: &Header) -> String {
         "sessions   {} in {} transfers, {} each, {}-byte datagrams",
         h.planned_sessions,
         h.transfers,
-        if h.rate_bps == 0 {
-            "unpaced".to_string()
-        } else {
-            rate(h.rate_bps as f64)
+        match (h.rate_bps, h.policy) {
+            (0, _) => "unpaced".to_string(),
+            (bps, crate::blast::rate::Policy::Fixed) => rate(bps as f64),
+            (bps, policy) => format!(
+                "policy {}, at most {} and at least {}",
+                policy.name(),
+                rate(bps as f64),
+                rate(h.min_rate_bps.max(bps / 100) as f64)
+            ),
         },
         h.datagram
     );

@@ -455,7 +455,7 @@ mod tests {
 
     #[rustfmt::skip]
     const HELLO: [u8; 60] = [
-        3, 16, 0, 0,                     // version 3, HELLO
+        4, 16, 0, 0,                     // version 4, HELLO
         0, 0, 0, 0, 0, 0, 0, 3,          // no session yet, account 3
         0x05, 0xd4, 0, 0,                // datagram 1492, port 0
         0, 0, 0, 0, 0, 0x98, 0x96, 0x80, // 10 000 000 bit/s
@@ -467,7 +467,7 @@ mod tests {
 
     #[rustfmt::skip]
     const PORT: [u8; 60] = [
-        3, 17, 0, 0,
+        4, 17, 0, 0,
         0, 0, 0, 42, 0, 0, 0, 0,         // session 42
         0, 0, 0x80, 0xe9,                // port 33001
         0, 0, 0, 0, 0, 0, 0, 0,
@@ -479,7 +479,7 @@ mod tests {
 
     #[rustfmt::skip]
     const FINAL: [u8; 60] = [
-        3, 22, 0, 1,                     // version 3, FINAL, latency present
+        4, 22, 0, 1,                     // version 4, FINAL, latency present
         0, 0, 0, 42, 0, 0, 0, 0,         // session 42
         0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0,
@@ -491,7 +491,7 @@ mod tests {
 
     #[rustfmt::skip]
     const SERVER: [u8; 60] = [
-        3, 24, 0x01, 0x02,               // version 3, SERVER, port reuse on + macos
+        4, 24, 0x01, 0x02,               // version 4, SERVER, port reuse on + macos
         0, 0, 0x10, 0, 0, 0, 0, 2,       // most 4096 sessions, 2 occupied ports
         0x80, 0xfc, 0x80, 0xe9,          // highest port 33020, base port 33001
         0, 0, 0, 0, 0, 0, 0, 0,

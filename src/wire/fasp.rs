@@ -18,7 +18,9 @@
 //! ```
 //! 36 bytes of header ([`HEADER_LEN`]). Kinds: `DATA` (payload: filler), `NACK` (payload: up
 //! to [`MAX_NACK_RANGES`] ranges of missing sequence numbers, 12 bytes each: first u64, count
-//! u32), `ACK` (payload: the receiver's counters, 32 bytes; flag [`flags::HANDSHAKE`]
+//! u32), `ACK` (payload: the receiver's counters, 32 bytes, then the send time of the newest
+//! DATA it answers, echoed (8 bytes): with the ACK's own send time, the receiver's clock,
+//! the sender reads a one-way delay sample, and with its clock now a round trip; flag [`flags::HANDSHAKE`]
 //! acknowledges the first datagram, [`flags::FINAL`] carries the final statistics) and `DONE`
 //! (payload: datagrams sent and retransmitted, 16 bytes). Who may send what for a session,
 //! and what the receiving side checks, is in the [module above](super).
@@ -46,7 +48,7 @@ pub const MAX_DATAGRAM: usize = 65_507;
 const NACK_RANGE_LEN: usize = 12;
 /// The longest datagram a receiver sends: a NACK with every range it may carry.
 pub const MAX_REPLY: usize = HEADER_LEN + MAX_NACK_RANGES * NACK_RANGE_LEN;
-const ACK_LEN: usize = 32;
+const ACK_LEN: usize = 40;
 const DONE_LEN: usize = 16;
 
 /// The FASP-like datagram, zero-copy over a byte buffer.
@@ -120,6 +122,8 @@ pub enum Message {
     Ack {
         flags: u16,
         stats: ReceiverStats,
+        /// The send time of the newest DATA this acknowledgement answers, echoed.
+        echo_ns: u64,
     },
     Done {
         sent: u64,
@@ -184,7 +188,7 @@ pub fn parse(bytes: &[u8]) -> Result<Repr, WireError> {
         }
         kind::ACK => {
             if declared != ACK_LEN {
-                return Err(shape("ACK", "32"));
+                return Err(shape("ACK", "40"));
             }
             Message::Ack {
                 flags: flag_bits,
@@ -194,6 +198,7 @@ pub fn parse(bytes: &[u8]) -> Result<Repr, WireError> {
                     next_expected: u64_at(payload, 16),
                     bytes: u64_at(payload, 24),
                 },
+                echo_ns: u64_at(payload, 32),
             }
         }
         kind::DONE => {
@@ -272,12 +277,13 @@ impl Repr {
                     chunk[8..].copy_from_slice(&range.count.to_be_bytes());
                 }
             }
-            Message::Ack { stats, .. } => {
+            Message::Ack { stats, echo_ns, .. } => {
                 for (i, value) in [
                     stats.received,
                     stats.missing,
                     stats.next_expected,
                     stats.bytes,
+                    *echo_ns,
                 ]
                 .into_iter()
                 .enumerate()
@@ -303,7 +309,7 @@ mod tests {
 
     #[rustfmt::skip]
     const DATA: [u8; 40] = [
-        3, 1, 0, 0,             // version 3, DATA, no flags
+        4, 1, 0, 0,             // version 4, DATA, no flags
         0, 0, 0, 7,             // session 7
         0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18, // token
         0, 0, 0, 0, 0, 0, 1, 0, // sequence 256
@@ -334,7 +340,7 @@ mod tests {
 
     #[rustfmt::skip]
     const NACK: [u8; 48] = [
-        3, 2, 0, 0, 0, 0, 0, 7,
+        4, 2, 0, 0, 0, 0, 0, 7,
         0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18,
         0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0,
@@ -358,21 +364,22 @@ mod tests {
     }
 
     #[rustfmt::skip]
-    const ACK: [u8; 68] = [
-        3, 3, 0, 1, 0, 0, 0, 7,     // ACK, HANDSHAKE, session 7
+    const ACK: [u8; 76] = [
+        4, 3, 0, 1, 0, 0, 0, 7,     // ACK, HANDSHAKE, session 7
         0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18,
         0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 2,     // sent at 2 ns
-        0, 32, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 2,     // sent at 2 ns (the receiver's clock)
+        0, 40, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 10,    // received 10
         0, 0, 0, 0, 0, 0, 0, 1,     // missing 1
         0, 0, 0, 0, 0, 0, 0, 11,    // next expected 11
         0, 0, 0, 0, 0, 0, 0x39, 0x08, // 14 600 bytes
+        0, 0, 0, 0, 0, 0, 0x01, 0x00, // echo: DATA sent at 256 ns
     ];
 
     #[rustfmt::skip]
     const DONE: [u8; 52] = [
-        3, 4, 0, 0, 0, 0, 0, 7,     // DONE, session 7
+        4, 4, 0, 0, 0, 0, 0, 7,     // DONE, session 7
         0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07, 0x18,
         0, 0, 0, 0, 0, 0, 0, 11,    // sequence: next new one
         0, 0, 0, 0, 0, 0, 0, 3,
@@ -398,11 +405,12 @@ mod tests {
                         missing: 1,
                         next_expected: 11,
                         bytes: 14_600,
-                    }
+                    },
+                    echo_ns: 256,
                 }
             }
         );
-        let mut buffer = [0u8; 68];
+        let mut buffer = [0u8; 76];
         ack.emit(&mut buffer).unwrap();
         assert_eq!(buffer, ACK);
         let done = parse(&DONE).unwrap();

@@ -40,8 +40,10 @@ pub mod fasp;
 
 /// Protocol version carried by every datagram and frame. Version 2 added the session
 /// token, the run key and server-assigned session ids; version 3 the BYE/FINAL exchange
-/// (60-byte control frames) and send timestamps on the real-time clock.
-pub const VERSION: u8 = 3;
+/// (60-byte control frames) and send timestamps on the real-time clock; version 4 the
+/// echoed send time in ACK (a one-way delay sample and a round trip per acknowledgement,
+/// for delay-based rate control).
+pub const VERSION: u8 = 4;
 
 /// Now on the clock that send timestamps use: the real-time clock, since the Unix epoch.
 /// Sender and receiver read it independently (no shared epoch), so one-way latency is as

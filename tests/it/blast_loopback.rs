@@ -220,6 +220,8 @@ fn data_that_arrived_unacknowledged_is_not_blocked() {
             handshake_timeout: Duration::from_millis(500),
             max_datagrams: 1000,
             address: Ipv4Addr::LOCALHOST,
+            policy: udprange::blast::rate::Policy::Fixed,
+            min_rate_bps: 0,
         };
         let (_stop, stopped) = tokio::sync::watch::channel(false);
         let report = client::run(

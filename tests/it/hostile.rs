@@ -192,6 +192,7 @@ fn forged_ack(session: u32, token: u64) -> Vec<u8> {
                 next_expected: 1,
                 bytes: 1000,
             },
+            echo_ns: 0,
         },
     ))
 }

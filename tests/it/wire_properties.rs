@@ -16,14 +16,15 @@ fn message() -> impl Strategy<Value = Message> {
                     .collect()
             }
         ),
-        (0u16..=flags::ALL, any::<[u64; 4]>()).prop_map(|(f, v)| Message::Ack {
+        (0u16..=flags::ALL, any::<[u64; 5]>()).prop_map(|(f, v)| Message::Ack {
             flags: f,
             stats: ReceiverStats {
                 received: v[0],
                 missing: v[1],
                 next_expected: v[2],
                 bytes: v[3]
-            }
+            },
+            echo_ns: v[4],
         }),
         (any::<u64>(), any::<u64>()).prop_map(|(sent, retransmitted)| Message::Done {
             sent,
