@@ -29,6 +29,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(600);
 pub const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most datagrams one session sends, new and retransmitted: 50 million.
 pub const MAX_DATAGRAMS_PER_SESSION: u64 = 50_000_000;
+/// The most payload one sized transfer (`--size`) delivers.
+pub const MAX_TRANSFER_BYTES: u64 = 16 << 30;
 /// Highest bit rate, in bit/s: 100 Gbit/s (`--rate`, `--bandwidth`, `traffic.rate`).
 pub const MAX_BITRATE_BPS: f64 = 100e9;
 /// Longest one-way WAN delay and jitter: 10 s (`--delay`, `--jitter`).

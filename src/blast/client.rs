@@ -60,6 +60,9 @@ pub struct ClientParams {
     /// How the session chooses its rate: `rate_bps` is the ceiling, this the floor.
     pub policy: Policy,
     pub min_rate_bps: u64,
+    /// A sized transfer: deliver this many payload bytes completely, with `duration` as the
+    /// deadline; `None`: send for `duration`.
+    pub size_bytes: Option<u64>,
 }
 
 /// How a session ended.
@@ -132,7 +135,17 @@ pub struct ClientReport {
     pub rates: Vec<(f64, u64)>,
     /// The rate controller's queuing-delay estimates, µs (delay-based policies).
     pub queuing_us: Option<Histogram<u32>>,
+    /// A sized transfer's datagrams, and when (since sending began) the receiver held them
+    /// all; `None` when it did not by the deadline.
+    pub total: Option<u64>,
+    pub completed: Option<Duration>,
 }
+
+/// How often a sized transfer's sender says DONE while it waits for the last datagrams.
+const SIZED_POLL: Duration = Duration::from_millis(10);
+/// The most loss a fixed-rate sized transfer sends extra for: beyond it, the path is not
+/// one to fill at the target rate.
+const MAX_COMPENSATED_LOSS: f64 = 0.5;
 
 /// How often the rate over time is sampled, and most samples a session keeps.
 pub const RATE_SAMPLE: Duration = Duration::from_millis(100);
@@ -163,6 +176,8 @@ impl ClientReport {
             local: None,
             rates: Vec::new(),
             queuing_us: None,
+            total: None,
+            completed: None,
         }
     }
 }
@@ -413,6 +428,8 @@ struct Progress {
     state: SenderState,
     pacer: Pacer,
     controller: Box<dyn RateController>,
+    /// Datagrams the receiver asked for again, in all.
+    asked_again: u64,
 }
 
 impl Progress {
@@ -478,11 +495,23 @@ impl Sender {
             .params
             .policy
             .controller(self.params.rate_bps, self.params.min_rate_bps);
+        let payload =
+            u64::from(self.params.datagram.saturating_sub(fasp::HEADER_LEN as u16)).max(1);
+        let total = self
+            .params
+            .size_bytes
+            .map(|bytes| bytes.div_ceil(payload).max(1));
+        report.total = total;
+        let state = SenderState::new(self.server, self.grant.session, self.grant.token);
         let mut progress = Progress {
             start: Instant::now(),
-            state: SenderState::new(self.server, self.grant.session, self.grant.token),
+            state: match total {
+                Some(total) => state.sized(total),
+                None => state,
+            },
             pacer: Pacer::new(controller.rate_bps(), self.params.datagram),
             controller,
+            asked_again: 0,
         };
         let start = progress.start;
         progress.sample_rate(report);
@@ -494,8 +523,11 @@ impl Sender {
         let budget = self.params.max_datagrams;
         let mut interrupted = *stop.borrow();
 
-        // Sending phase.
-        while !interrupted && Instant::now() < sending_until {
+        // Sending phase. A sized transfer stays in it until the receiver holds every
+        // datagram: idle, it says DONE every SIZED_POLL, which the receiver answers with
+        // what it asks for again (a round trip after it last asked) and its counts.
+        let mut last_done: Option<Instant> = None;
+        while !interrupted && Instant::now() < sending_until && !progress.state.complete() {
             if !progress.state.proven() && Instant::now() >= handshake_deadline {
                 report.outcome = self.confirm_blocked(stop).await;
                 return;
@@ -506,7 +538,9 @@ impl Sender {
                 if total >= budget {
                     break;
                 }
-                let (sequence, again) = progress.state.next_to_send();
+                let Some((sequence, again)) = progress.state.next_to_send() else {
+                    break;
+                };
                 let repr = self.data(sequence);
                 if self.send(&repr, report).await {
                     if again {
@@ -518,10 +552,25 @@ impl Sender {
                 progress.pacer.sent(1);
             }
             progress.sample_rate(report);
-            // Wait for the next datagram's turn, reading replies meanwhile.
-            let wake = (start + progress.pacer.next_due())
-                .min(sending_until)
-                .max(Instant::now());
+            let idle = progress.state.idle();
+            if idle && last_done.is_none_or(|at| at.elapsed() >= SIZED_POLL) {
+                let next = progress.state.next_sequence();
+                let done = self.datagram(
+                    next,
+                    Message::Done {
+                        sent: next,
+                        retransmitted: report.retransmitted,
+                    },
+                );
+                self.send(&done, report).await;
+                last_done = Some(Instant::now());
+            }
+            // Wait for the next datagram's turn (or the next DONE), reading replies.
+            let turn = match (idle, last_done) {
+                (true, Some(at)) => at + SIZED_POLL,
+                _ => start + progress.pacer.next_due(),
+            };
+            let wake = turn.min(sending_until).max(Instant::now());
             let wake = if progress.state.proven() {
                 wake
             } else {
@@ -680,6 +729,9 @@ impl Sender {
                 if last {
                     report.final_stats = progress.state.final_stats();
                 }
+                if report.completed.is_none() && progress.state.complete() {
+                    report.completed = Some(progress.start.elapsed());
+                }
                 if let Some(sample) = one_way_ns {
                     let now = progress.start.elapsed();
                     progress.controller.on_delay(sample, now);
@@ -694,7 +746,20 @@ impl Sender {
                 }
                 (proved, delivered)
             }
-            Heard::Nack { proved, .. } => (proved, 0),
+            Heard::Nack { proved, queued } => {
+                // Fixed policy, sized transfer: new data keeps the target rate and what is
+                // asked for again comes on top (the pacer runs at rate / (1 - loss)).
+                progress.asked_again += queued;
+                if self.params.policy == Policy::Fixed && report.total.is_some() {
+                    let sent = progress.state.next_sequence().max(1) as f64;
+                    let loss = (progress.asked_again as f64 / sent).min(MAX_COMPENSATED_LOSS);
+                    let rate = self.params.rate_bps as f64 / (1.0 - loss);
+                    progress
+                        .pacer
+                        .set_rate(rate as u64, progress.start.elapsed());
+                }
+                (proved, 0)
+            }
         };
         if proved {
             // HELLO to PORT, then the first datagram to its acknowledgement: two round
@@ -715,7 +780,9 @@ impl Sender {
     }
 
     /// DONE until the receiver's final statistics arrive (bounded), resending what it asks
-    /// for; an interrupted run waits [`INTERRUPTED_DRAIN`] at most.
+    /// for; an interrupted run waits [`INTERRUPTED_DRAIN`] at most. A sized transfer goes on
+    /// until the receiver holds every datagram or its deadline passes, with a DONE every
+    /// [`SIZED_POLL`] (the receiver repeats a request only a round trip after the last).
     async fn finish(
         &mut self,
         report: &mut ClientReport,
@@ -723,14 +790,22 @@ impl Sender {
         incoming: &mut [u8],
         stop: &watch::Receiver<bool>,
     ) {
+        let sized = report.total.is_some();
         let normal = Instant::now() + self.params.handshake_timeout.min(Duration::from_secs(2));
+        let poll = Duration::from_millis(50);
         let drain = |now: Instant| now + INTERRUPTED_DRAIN;
         let mut deadline = if *stop.borrow() {
             drain(Instant::now())
         } else {
             normal
         };
-        while report.final_stats.is_none() && Instant::now() < deadline {
+        // A sized transfer that completed wants the final counts too; one that did not is
+        // past its deadline.
+        let finished = |report: &ClientReport, _: &Progress| report.final_stats.is_some();
+        if sized && !progress.state.complete() {
+            return;
+        }
+        while !finished(report, progress) && Instant::now() < deadline {
             while let Some(sequence) = progress.state.owed() {
                 if report.sent + report.retransmitted >= self.params.max_datagrams {
                     progress.state.forgive();
@@ -749,8 +824,8 @@ impl Sender {
                 },
             );
             self.send(&done, report).await;
-            let wait = (Instant::now() + Duration::from_millis(50)).min(deadline);
-            while Instant::now() < wait && report.final_stats.is_none() {
+            let wait = (Instant::now() + poll).min(deadline);
+            while Instant::now() < wait && !finished(report, progress) {
                 let Ok(Ok((len, from))) =
                     tokio::time::timeout_at(wait.into(), self.socket.recv_from(incoming)).await
                 else {

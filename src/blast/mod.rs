@@ -88,6 +88,30 @@ pub struct BlastConfig {
     /// How sessions choose their rate: `rate_bps` is the ceiling, `min_rate_bps` the floor.
     pub policy: rate::Policy,
     pub min_rate_bps: u64,
+    /// Sized transfers delivered completely; with `Bytes`, `duration` is each one's
+    /// deadline.
+    pub size: Option<Size>,
+}
+
+/// How much a sized transfer delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// Every session this many payload bytes.
+    Bytes(u64),
+    /// Each session what its holding time at the rate carries (a replayed load).
+    Holding,
+}
+
+impl Size {
+    /// A sized transfer's deadline: four times what `bytes` take at `rate_bps`, plus 5 s,
+    /// at most a run's longest ([`MAX_DURATION`]); a minute when unpaced.
+    pub fn deadline(bytes: u64, rate_bps: u64) -> Duration {
+        if rate_bps == 0 {
+            return Duration::from_secs(60).min(MAX_DURATION);
+        }
+        let at_rate = bytes as f64 * 8.0 / rate_bps as f64;
+        Duration::from_secs_f64(at_rate * 4.0 + 5.0).min(MAX_DURATION)
+    }
 }
 
 /// A user's ruleset and the host that carries it.
@@ -156,6 +180,7 @@ impl BlastConfig {
             ruleset: None,
             policy: rate::Policy::Fixed,
             min_rate_bps: 0,
+            size: None,
         }
     }
 
@@ -426,6 +451,12 @@ pub struct SessionResult {
     pub rate_bps: Vec<[f64; 2]>,
     /// A delay-based policy's queuing-delay estimates.
     pub queuing_delay_us: Option<Latency>,
+    /// A sized transfer: whether the receiver got every datagram by the deadline, and when
+    /// (seconds since sending began); `None` for a session that sends for a time.
+    pub complete: Option<bool>,
+    pub completion_s: Option<f64>,
+    /// Payload bytes the receiver got (distinct datagrams).
+    pub bytes: u64,
 }
 
 /// Sessions whose outcome and port were what the model predicted, and the others.
@@ -818,10 +849,12 @@ fn session_result(row: &Row, scenario: &Scenario, datagram: u16) -> SessionResul
         |f| f.received,
     );
     let payload = u64::from(datagram.saturating_sub(crate::wire::fasp::HEADER_LEN as u16));
-    let goodput_bps = if client.sending.is_zero() {
+    // A sized transfer's goodput is over its completion time; otherwise over its sending.
+    let span = client.completed.unwrap_or(client.sending);
+    let goodput_bps = if span.is_zero() {
         0.0
     } else {
-        (received * payload) as f64 * 8.0 / client.sending.as_secs_f64()
+        (received * payload) as f64 * 8.0 / span.as_secs_f64()
     };
     let predicted = Predicted::from(row.attempt.decision);
     SessionResult {
@@ -853,6 +886,9 @@ fn session_result(row: &Row, scenario: &Scenario, datagram: u16) -> SessionResul
         } else {
             Vec::new()
         },
+        complete: client.total.map(|_| client.completed.is_some()),
+        completion_s: client.completed.map(|d| d.as_secs_f64()),
+        bytes: received * payload,
         queuing_delay_us: client.queuing_us.as_ref().map(|h| Latency {
             p50: h.value_at_quantile(0.5),
             p99: h.value_at_quantile(0.99),
@@ -1439,6 +1475,7 @@ fn client_side(
         max_datagrams: config.max_datagrams.min(MAX_DATAGRAMS_PER_SESSION),
         policy: config.policy,
         min_rate_bps: config.min_rate_bps,
+        size: config.size,
     }
 }
 
@@ -1956,6 +1993,9 @@ mod tests {
             latency_us: None,
             rate_bps: Vec::new(),
             queuing_delay_us: None,
+            complete: None,
+            completion_s: None,
+            bytes: 0,
         }
     }
 

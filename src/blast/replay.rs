@@ -158,6 +158,8 @@ pub struct ClientSide {
     pub max_datagrams: u64,
     pub policy: super::rate::Policy,
     pub min_rate_bps: u64,
+    /// Sized transfers, delivered completely (`None`: each session sends for its time).
+    pub size: Option<super::Size>,
 }
 
 /// A session whose client runs.
@@ -285,6 +287,26 @@ impl Driver {
             Decision::Passed { .. } => attempt.holding,
             Decision::Blocked { .. } | Decision::Refused => self.handshake,
         };
+        let sending = self.schedule.wall(sending).min(crate::limits::MAX_DURATION);
+        // A sized session's deadline is its `duration`.
+        let (duration, size_bytes) = match self.side.size {
+            None => (sending, None),
+            // A burst's sending time is its deadline; a replayed session gets its own.
+            Some(super::Size::Bytes(bytes)) => match self.schedule.load {
+                crate::workload::Load::Scenario => (
+                    super::Size::deadline(bytes, self.side.rate_bps),
+                    Some(bytes),
+                ),
+                _ => (sending, Some(bytes)),
+            },
+            Some(super::Size::Holding) => {
+                let bytes = (self.side.rate_bps as f64 / 8.0 * sending.as_secs_f64()) as u64;
+                (
+                    super::Size::deadline(bytes, self.side.rate_bps),
+                    Some(bytes),
+                )
+            }
+        };
         ClientParams {
             index,
             account: u32::try_from(attempt.account).unwrap_or(u32::MAX),
@@ -292,12 +314,13 @@ impl Driver {
             key: self.side.key,
             rate_bps: self.side.rate_bps,
             datagram: self.side.datagram,
-            duration: self.schedule.wall(sending).min(crate::limits::MAX_DURATION),
+            duration,
             handshake_timeout: self.schedule.wall(self.handshake),
             max_datagrams: self.side.max_datagrams,
             address: self.side.addresses[group],
             policy: self.side.policy,
             min_rate_bps: self.side.min_rate_bps,
+            size_bytes,
         }
     }
 }

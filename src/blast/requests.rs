@@ -3,8 +3,11 @@
 //! missing datagram with the time it may be asked for (again), and repeats a request only
 //! after a measured round trip has passed without the datagram — never blindly. The round
 //! trip is measured from requests answered the first time (Karn: a datagram asked for twice
-//! says nothing about which request it answers); until one is, twice the one-way delay of
-//! the data stands in.
+//! says nothing about which request it answers), so it includes the time a request waits in
+//! the sender's queue; until one is, twice the one-way delay of the data stands in. The wait
+//! before a repeat is the round trip plus two deviations (RFC 6298 has four; a receiver
+//! that asks too late costs the transfer its tail), doubled with each
+//! repeat of the same request: a sender that falls behind is not buried in repeats.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,10 +17,10 @@ use crate::wire::fasp::SeqRange;
 /// Most missing datagrams one session tracks; beyond, the newest gaps wait until older ones
 /// are filled (the sender's end-of-transfer poll asks for the rest).
 pub const MAX_TRACKED: usize = 65_536;
-/// A repeat waits this many round trips.
-const REPEAT_AFTER_RTTS: f64 = 1.5;
 /// The shortest wait before a repeat (scheduling noise on a path without delay).
 const MIN_REPEAT: Duration = Duration::from_millis(2);
+/// The longest wait before a repeat, however often it was repeated.
+const MAX_REPEAT: Duration = Duration::from_secs(2);
 /// The round trip assumed before anything was measured.
 const INITIAL_RTT: Duration = Duration::from_millis(100);
 
@@ -32,8 +35,9 @@ struct Request {
 #[derive(Debug, Clone, Default)]
 pub struct Requests {
     pending: BTreeMap<u64, Request>,
-    /// Smoothed round trip from answered first requests.
+    /// Smoothed round trip from answered first requests, and its mean deviation.
     srtt: Option<Duration>,
+    rttvar: Duration,
     /// Twice the latest one-way delay of the data: the round trip until one is measured.
     estimate: Option<Duration>,
     /// Requests sent, in all, and repeats among them.
@@ -56,9 +60,20 @@ impl Requests {
         self.srtt.or(self.estimate).unwrap_or(INITIAL_RTT)
     }
 
-    /// How long a request waits before it is repeated.
+    /// How long a request waits before it is repeated the first time: the round trip and
+    /// two deviations (half a round trip more before any measurement).
     pub fn repeat_after(&self) -> Duration {
-        self.rtt().mul_f64(REPEAT_AFTER_RTTS).max(MIN_REPEAT)
+        let wait = match self.srtt {
+            Some(srtt) => srtt + self.rttvar * 2,
+            None => self.rtt().mul_f64(1.5),
+        };
+        wait.clamp(MIN_REPEAT, MAX_REPEAT)
+    }
+
+    /// The wait after a request asked `times` times: doubled with each repeat.
+    fn wait(&self, times: u32) -> Duration {
+        let doubling = 1u32 << times.saturating_sub(1).min(10);
+        (self.repeat_after() * doubling).min(MAX_REPEAT)
     }
 
     /// A data datagram's one-way delay (for the estimate before a measurement).
@@ -88,20 +103,30 @@ impl Requests {
             && let Some(asked) = request.asked
         {
             let sample = now.saturating_sub(asked);
-            self.srtt = Some(match self.srtt {
-                None => sample,
-                Some(srtt) => srtt.mul_f64(0.875) + sample.mul_f64(0.125),
-            });
+            match self.srtt {
+                None => {
+                    self.srtt = Some(sample);
+                    self.rttvar = sample / 2;
+                }
+                Some(srtt) => {
+                    let deviation = srtt.abs_diff(sample);
+                    self.rttvar = self.rttvar.mul_f64(0.75) + deviation.mul_f64(0.25);
+                    self.srtt = Some(srtt.mul_f64(0.875) + sample.mul_f64(0.125));
+                }
+            }
         }
     }
 
     /// The requests due at `now` (never asked, or asked a repeat interval ago and still
     /// missing), as at most `limit` ranges; they count as asked now.
     pub fn due(&mut self, now: Duration, limit: usize) -> Vec<SeqRange> {
-        let wait = self.repeat_after();
+        let waits: Vec<Duration> = (0..=11).map(|times| self.wait(times)).collect();
+        let wait = |times: u32| waits[times.min(11) as usize];
         let mut ranges: Vec<SeqRange> = Vec::new();
         for (&sequence, request) in self.pending.iter_mut() {
-            let due = request.asked.is_none_or(|asked| now >= asked + wait);
+            let due = request
+                .asked
+                .is_none_or(|asked| now >= asked + wait(request.times));
             if !due {
                 continue;
             }
@@ -132,10 +157,9 @@ impl Requests {
 
     /// When the next request falls due, if any is waiting.
     pub fn next_due(&self) -> Option<Duration> {
-        let wait = self.repeat_after();
         self.pending
             .values()
-            .map(|r| r.asked.map_or(Duration::ZERO, |a| a + wait))
+            .map(|r| r.asked.map_or(Duration::ZERO, |a| a + self.wait(r.times)))
             .min()
     }
 }
@@ -172,11 +196,13 @@ mod tests {
         assert!(r.due(ms(10), 10).is_empty());
         assert!(r.due(ms(74), 10).is_empty());
         assert_eq!(r.next_due(), Some(ms(75)));
-        // 11 arrives after 50 ms: a measured round trip; the rest are asked again.
+        // 11 arrives after 50 ms: a measured round trip (deviation 25 ms): a repeat waits
+        // 50 + 2 x 25 = 100 ms.
         r.on_received(11, ms(50));
-        assert_eq!(r.rtt(), ms(50));
+        assert_eq!((r.rtt(), r.repeat_after()), (ms(50), ms(100)));
+        assert!(r.due(ms(99), 10).is_empty());
         assert_eq!(
-            r.due(ms(75), 10),
+            r.due(ms(100), 10),
             [
                 SeqRange {
                     first: 10,
@@ -193,8 +219,12 @@ mod tests {
             ]
         );
         assert_eq!((r.asked, r.repeated), (7, 3));
+        // A second repeat waits twice as long.
+        assert!(r.due(ms(299), 10).is_empty());
+        assert_eq!(r.due(ms(300), 10).len(), 3);
+        assert_eq!((r.asked, r.repeated), (10, 6));
         // An answer to a repeated request measures nothing (Karn).
-        r.on_received(10, ms(76));
+        r.on_received(10, ms(460));
         assert_eq!(r.rtt(), ms(50));
         assert_eq!(r.len(), 2);
     }

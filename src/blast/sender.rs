@@ -42,6 +42,8 @@ pub struct SenderState {
     /// Distinct datagrams the receiver has acknowledged so far.
     acknowledged: u64,
     final_stats: Option<ReceiverStats>,
+    /// A sized transfer's datagrams: no new sequence number at or past it.
+    total: Option<u64>,
 }
 
 impl SenderState {
@@ -56,18 +58,39 @@ impl SenderState {
             proven: false,
             acknowledged: 0,
             final_stats: None,
+            total: None,
         }
     }
 
+    /// A transfer of `total` datagrams: the sender sends each once, then only what the
+    /// receiver asks for again, until the receiver holds them all.
+    pub fn sized(mut self, total: u64) -> Self {
+        self.total = Some(total);
+        self
+    }
+
+    /// Whether every datagram of a sized transfer is delivered (the receiver said so).
+    pub fn complete(&self) -> bool {
+        self.total.is_some_and(|total| self.acknowledged >= total)
+    }
+
+    /// Whether a sized transfer has nothing to send until the receiver asks again.
+    pub fn idle(&self) -> bool {
+        self.total
+            .is_some_and(|total| self.next_sequence >= total && self.retransmit.is_empty())
+    }
+
     /// The next datagram to send: a requested retransmission first, else the next new
-    /// sequence number. `(sequence, again)`.
-    pub fn next_to_send(&mut self) -> (u64, bool) {
+    /// sequence number. `(sequence, again)`; `None` when a sized transfer has sent every
+    /// datagram and nothing is asked for again.
+    pub fn next_to_send(&mut self) -> Option<(u64, bool)> {
         match self.retransmit.pop_first() {
-            Some(sequence) => (sequence, true),
+            Some(sequence) => Some((sequence, true)),
+            None if self.total.is_some_and(|t| self.next_sequence >= t) => None,
             None => {
                 let sequence = self.next_sequence;
                 self.next_sequence += 1;
-                (sequence, false)
+                Some((sequence, false))
             }
         }
     }
@@ -236,6 +259,29 @@ mod tests {
         assert!(state.proven());
     }
 
+    /// A sized transfer sends each datagram once, then only what is asked for again, and is
+    /// complete when the receiver acknowledges them all.
+    #[test]
+    fn a_sized_transfer_sends_each_datagram_once_then_only_what_is_asked() {
+        let mut state = SenderState::new(server(), 1, 2).sized(3);
+        let sent: Vec<_> = std::iter::from_fn(|| state.next_to_send()).collect();
+        assert_eq!(sent, [(0, false), (1, false), (2, false)]);
+        assert!(state.idle() && !state.complete());
+        let nack = Message::Nack {
+            missing: vec![SeqRange { first: 1, count: 5 }],
+        };
+        assert!(matches!(
+            state.on_reply(server(), &bytes(1, 2, nack)),
+            Heard::Nack { queued: 2, .. }
+        ));
+        assert!(!state.idle());
+        assert_eq!(state.next_to_send(), Some((1, true)));
+        assert_eq!(state.next_to_send(), Some((2, true)));
+        assert_eq!(state.next_to_send(), None, "never past the size");
+        state.on_reply(server(), &bytes(1, 2, ack(flags::FINAL, 3)));
+        assert!(state.complete());
+    }
+
     /// An acknowledgement's own send time (the receiver's clock) minus the send time it
     /// echoes is a one-way delay sample; without an echo there is none.
     #[test]
@@ -300,7 +346,7 @@ mod tests {
     fn a_nack_queues_only_what_was_sent_and_retransmissions_go_first() {
         let mut state = SenderState::new(server(), 1, 2);
         for expected in 0..5 {
-            assert_eq!(state.next_to_send(), (expected, false));
+            assert_eq!(state.next_to_send(), Some((expected, false)));
         }
         let nack = Message::Nack {
             missing: vec![
@@ -319,10 +365,10 @@ mod tests {
                 queued: 3
             }
         );
-        assert_eq!(state.next_to_send(), (1, true));
-        assert_eq!(state.next_to_send(), (2, true));
+        assert_eq!(state.next_to_send(), Some((1, true)));
+        assert_eq!(state.next_to_send(), Some((2, true)));
         assert_eq!(state.owed(), Some(4));
         assert_eq!(state.owed(), None);
-        assert_eq!(state.next_to_send(), (5, false));
+        assert_eq!(state.next_to_send(), Some((5, false)));
     }
 }

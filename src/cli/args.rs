@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::blast::Size;
 use crate::blast::netns::WanPath;
 use crate::blast::rate::Policy;
 use crate::firewall::rules::Syntax;
@@ -392,6 +393,14 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, default_value = "fixed", value_parser = parse_policy)]
     pub policy: Policy,
 
+    /// Deliver each transfer completely: BYTES of payload per session (e.g. 6MB), or
+    /// `holding`: what each session's holding time carries at --rate (a replayed load).
+    /// Missing datagrams are asked for again until the receiver holds them all. With BYTES,
+    /// --duration is each transfer's deadline (default: four times the time at --rate, plus
+    /// 5 s). None by default: sessions send for their time. Example: --size 6MB
+    #[arg(long, allow_hyphen_values = true, value_name = "BYTES|holding", value_parser = parse_size)]
+    pub size: Option<Size>,
+
     /// The least rate a delay-based --policy slows to (default 1 % of --rate).
     /// Example: --min-rate 1Mbps
     #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
@@ -729,6 +738,24 @@ fn parse_listen(text: &str) -> Result<std::net::SocketAddrV4, String> {
 pub enum BackendName {
     Loopback,
     Netns,
+}
+
+/// `--size`: payload bytes per transfer, or `holding`.
+fn parse_size(text: &str) -> Result<Size, String> {
+    if text.trim() == "holding" {
+        return Ok(Size::Holding);
+    }
+    let size: ByteSize = text.parse().map_err(|e: crate::units::UnitError| {
+        format!("{e}, or `holding` (each session's holding time at --rate)")
+    })?;
+    match size.bytes() {
+        0 => Err(format!("'{text}' is no data at all")),
+        b if b > limits::MAX_TRANSFER_BYTES => Err(format!(
+            "'{text}' is more than a transfer may carry ({})",
+            limits::size_text(limits::MAX_TRANSFER_BYTES)
+        )),
+        b => Ok(Size::Bytes(b)),
+    }
 }
 
 /// `--policy`.

@@ -66,6 +66,12 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
     if let Some(rate) = args.rate {
         config.rate_bps = rate.bits_per_second() as u64;
     }
+    if let Some(size) = args.size {
+        config.size = Some(size);
+        if let (crate::blast::Size::Bytes(bytes), None) = (size, args.duration) {
+            config.duration = crate::blast::Size::deadline(bytes, config.rate_bps);
+        }
+    }
     config.policy = args.policy;
     if config.policy != crate::blast::rate::Policy::Fixed && config.rate_bps == 0 {
         return Err(UsageError::flag(

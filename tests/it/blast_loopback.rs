@@ -222,6 +222,7 @@ fn data_that_arrived_unacknowledged_is_not_blocked() {
             address: Ipv4Addr::LOCALHOST,
             policy: udprange::blast::rate::Policy::Fixed,
             min_rate_bps: 0,
+            size_bytes: None,
         };
         let (_stop, stopped) = tokio::sync::watch::channel(false);
         let report = client::run(
