@@ -96,8 +96,9 @@ impl RateController for Fixed {
     }
 }
 
-/// Samples the current delay is the least of (noise filter).
-const CURRENT_SAMPLES: usize = 4;
+/// Samples the current delay is the least of (noise filter; each one more is one more
+/// acknowledgement interval before a growing queue is seen).
+const CURRENT_SAMPLES: usize = 2;
 /// The base delay is the least of the last [`BASE_BUCKETS`] buckets of [`BASE_BUCKET`] each.
 const BASE_BUCKET: Duration = Duration::from_secs(60);
 const BASE_BUCKETS: usize = 10;
@@ -107,9 +108,11 @@ const RAMP: Duration = Duration::from_secs(1);
 /// The longest step one sample may move the rate over (a session silent for a while does
 /// not leap).
 const MAX_STEP: Duration = Duration::from_millis(100);
-/// How far below target an `off_target` may go: above the target the rate falls up to this
-/// many times faster than it rises.
-const MAX_DECREASE: f64 = 4.0;
+/// Above the target the rate falls in proportion to itself and to how far off target it is:
+/// at twice the target queue, by this fraction per second.
+const DECREASE_PER_SECOND: f64 = 1.0;
+/// The most it falls in one step.
+const MAX_DECREASE_STEP: f64 = 0.25;
 
 /// Delay-based rate control after LEDBAT.
 #[derive(Debug, Clone)]
@@ -180,10 +183,17 @@ impl RateController for Ledbat {
         };
         self.last = Some(now);
         let target = self.target.as_secs_f64().max(1e-6);
-        let off_target = ((target - queuing.as_secs_f64()) / target).max(-MAX_DECREASE);
-        let change =
-            self.gain * off_target * self.max_bps * step.as_secs_f64() / RAMP.as_secs_f64();
-        self.rate = (self.rate + change).clamp(self.min_bps, self.max_bps);
+        let off_target = (target - queuing.as_secs_f64()) / target;
+        let dt = step.as_secs_f64();
+        self.rate = if off_target >= 0.0 {
+            // Below target: up, additively, faster the emptier the queue.
+            self.rate + self.gain * off_target * self.max_bps * dt / RAMP.as_secs_f64()
+        } else {
+            // Above: down in proportion to the rate (every flow gives up the same share).
+            let fall = (-off_target * self.gain * DECREASE_PER_SECOND * dt).min(MAX_DECREASE_STEP);
+            self.rate * (1.0 - fall)
+        }
+        .clamp(self.min_bps, self.max_bps);
     }
 
     fn queuing_delay(&self) -> Option<Duration> {
@@ -268,11 +278,12 @@ mod tests {
             after_100ms < 50_000_000 && after_100ms > 35_000_000,
             "{after_100ms}"
         );
+        // Down 2 % per 10 ms sample (in proportion to the rate): the floor within 3 s.
         feed(
             &mut c,
             now,
             step,
-            std::iter::repeat_n(offset + 85 * MS, 100),
+            std::iter::repeat_n(offset + 85 * MS, 300),
         );
         assert_eq!(c.rate_bps(), 2_000_000);
     }
