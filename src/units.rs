@@ -334,12 +334,14 @@ pub struct ByteSize {
 }
 
 impl ByteSize {
-    const UNITS: [(&'static str, u64); 5] = [
+    const UNITS: [(&'static str, u64); 7] = [
         ("B", 1),
         ("KiB", 1 << 10),
         ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
         ("kB", 1000),
         ("MB", 1_000_000),
+        ("GB", 1_000_000_000),
     ];
 
     pub fn bytes(&self) -> u64 {

@@ -102,6 +102,45 @@ fn trim(x: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// Sized transfers and delay-based rate control, summed over the sessions: completion,
+/// goodput, redundant data, retransmissions, queuing delay.
+fn transfer_lines(out: &mut String, r: &BlastReport) {
+    let sized: Vec<&SessionResult> = r.sessions.iter().filter(|s| s.complete.is_some()).collect();
+    if !sized.is_empty() {
+        let complete = sized.iter().filter(|s| s.complete == Some(true)).count();
+        let mut goodput: Vec<f64> = sized.iter().map(|s| s.goodput_bps).collect();
+        goodput.sort_by(f64::total_cmp);
+        let received: u64 = sized.iter().map(|s| s.received).sum();
+        let duplicates: u64 = sized.iter().map(|s| s.duplicates).sum();
+        let sent: u64 = sized.iter().map(|s| s.sent + s.retransmitted).sum();
+        let again: u64 = sized.iter().map(|s| s.retransmitted).sum();
+        let share = |part: u64, whole: u64| 100.0 * part as f64 / whole.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "transfers  {complete} of {} complete; goodput {} to {} (median {}); redundant \
+             data {:.2} % of received; {:.1} % of what was sent was sent again",
+            sized.len(),
+            rate(goodput[0]),
+            rate(goodput[goodput.len() - 1]),
+            rate(goodput[goodput.len() / 2]),
+            share(duplicates, received),
+            share(again, sent)
+        );
+    }
+    let queuing: Vec<u64> = r
+        .sessions
+        .iter()
+        .filter_map(|s| s.queuing_delay_us.map(|q| q.p99))
+        .collect();
+    if let Some(worst) = queuing.iter().max() {
+        let _ = writeln!(
+            out,
+            "queuing    the rate controllers' queuing-delay estimates: p99 up to {:.1} ms",
+            *worst as f64 / 1000.0
+        );
+    }
+}
+
 /// Everything after the header: the run's notes, the sessions, agreement and the verdict.
 pub fn body_text(r: &BlastReport) -> String {
     let mut out = String::new();
@@ -293,6 +332,7 @@ pub fn body_text(r: &BlastReport) -> String {
         r.received_per_second,
         rate(r.goodput_bps)
     );
+    transfer_lines(&mut out, r);
     let rejected = &r.rejected;
     let _ = writeln!(
         out,

@@ -22,4 +22,5 @@ mod serve;
 mod simulate_cli;
 mod simulator;
 mod terminal;
+mod transfer;
 mod wire_properties;

@@ -1,0 +1,132 @@
+//! Sized transfers and rate control through the kernel path: complete delivery through
+//! loss, delay-based sessions sharing a bottleneck, and the flags' bounds. Root and the netns
+//! tools, or a loud skip (a failure under CI).
+
+use crate::blast_netns::kernel_path;
+use crate::common::{json_of, udprange};
+
+fn jain(shares: &[f64]) -> f64 {
+    let sum: f64 = shares.iter().sum();
+    sum * sum / (shares.len() as f64 * shares.iter().map(|s| s * s).sum::<f64>())
+}
+
+/// Two 1 MB transfers through 10 % loss each way and 10 ms of delay: every datagram
+/// arrives, what was lost is sent again about once, and nearly nothing twice.
+#[test]
+fn sized_transfers_complete_through_loss() {
+    let Some(_namespaces) = kernel_path() else {
+        return;
+    };
+    let output = udprange(&[
+        "blast",
+        "--backend",
+        "netns",
+        "--loss",
+        "10%",
+        "--delay",
+        "10ms",
+        "--clients",
+        "2",
+        "--rate",
+        "10Mbps",
+        "--size",
+        "1MB",
+        "--datagram",
+        "1464B",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let report = json_of(&output);
+    for s in report["sessions"].as_array().unwrap() {
+        assert_eq!(s["complete"], true, "{s}");
+        let (sent, retransmitted) = (
+            s["sent"].as_f64().unwrap(),
+            s["retransmitted"].as_f64().unwrap(),
+        );
+        let received = s["received"].as_f64().unwrap();
+        assert!(s["bytes"].as_u64().unwrap() >= 1_000_000, "{s}");
+        assert_eq!(received, sent, "every datagram, once: {s}");
+        // 10 % lost, and 10 % of the retransmissions: about 11 % sent again.
+        assert!(retransmitted / sent < 0.2, "{s}");
+        assert!(s["duplicates"].as_f64().unwrap() / received < 0.01, "{s}");
+        let completion = s["completion_s"].as_f64().unwrap();
+        assert!(completion > 0.7 && completion < 5.0, "{s}");
+        assert!(s["goodput_bps"].as_f64().unwrap() > 6e6, "{s}");
+    }
+}
+
+/// Four fair sessions, 20 Mbit/s each at most, on a 40 Mbit/s bottleneck: they share it
+/// evenly and use most of it; each reports its rate over time and its queuing delay.
+#[test]
+fn fair_sessions_share_a_bottleneck() {
+    let Some(_namespaces) = kernel_path() else {
+        return;
+    };
+    let output = udprange(&[
+        "blast",
+        "--backend",
+        "netns",
+        "--bandwidth",
+        "40Mbit",
+        "--clients",
+        "4",
+        "--rate",
+        "20Mbps",
+        "--policy",
+        "fair",
+        "--min-rate",
+        "1Mbps",
+        "--size",
+        "3MB",
+        "--datagram",
+        "1464B",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let report = json_of(&output);
+    assert_eq!(report["policy"], "fair");
+    let sessions = report["sessions"].as_array().unwrap();
+    let goodput: Vec<f64> = sessions
+        .iter()
+        .map(|s| s["goodput_bps"].as_f64().unwrap())
+        .collect();
+    let total: f64 = goodput.iter().sum();
+    assert!(jain(&goodput) > 0.95, "{goodput:?}");
+    assert!(total > 30e6, "the bottleneck is used: {goodput:?}");
+    for s in sessions {
+        assert_eq!(s["complete"], true, "{s}");
+        let rates = s["rate_bps"].as_array().unwrap();
+        assert!(rates.len() > 5, "{s}");
+        for point in rates {
+            let bps = point[1].as_f64().unwrap();
+            assert!((1e6..=20e6).contains(&bps), "{point}");
+        }
+        assert!(s["queuing_delay_us"]["p99"].as_u64().is_some(), "{s}");
+    }
+}
+
+/// Rate control and sizes that make no sense are refused before anything runs.
+#[test]
+fn absurd_rate_control_and_sizes_are_usage_errors() {
+    for (args, expect) in [
+        (vec!["--policy", "fair", "--rate", "0bps"], "--policy fair"),
+        (vec!["--policy", "fast"], "unknown policy"),
+        (
+            vec!["--rate", "10Mbps", "--min-rate", "20Mbps"],
+            "--min-rate",
+        ),
+        (vec!["--size", "0B"], "no data"),
+        (vec!["--size", "1TB"], "--size"),
+        (vec!["--size", "17GiB"], "more than a transfer may carry"),
+    ] {
+        let mut all = vec!["blast"];
+        all.extend(args.iter().copied());
+        let output = udprange(&all);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}
