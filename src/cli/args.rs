@@ -448,6 +448,11 @@ pub struct BlastArgs {
     #[command(flatten)]
     pub wan: WanArgs,
 
+    /// Also draw each session's pacing rate over time as an SVG; none by default.
+    /// Example: --plot rates.svg
+    #[arg(long, allow_hyphen_values = true, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
     /// Also write the traffic as a pcap file (Ethernet/IPv4/UDP); none by default.
     /// Example: --pcap blast.pcap
     #[arg(long, allow_hyphen_values = true, value_name = "FILE")]

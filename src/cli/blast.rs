@@ -343,7 +343,10 @@ async fn watch_run(
 
 pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
     let config = config(args)?;
-    output::preflight(&[("--pcap", args.pcap.as_deref())])?;
+    output::preflight(&[
+        ("--pcap", args.pcap.as_deref()),
+        ("--plot", args.plot.as_deref()),
+    ])?;
     let prepared = blast::prepare(&config).map_err(|e| match e {
         blast::BlastError::TimeScale(why)
             if why.starts_with("server.linger") || why.starts_with("this load") =>
@@ -421,6 +424,15 @@ pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
         Ok(Ok(done)) => done,
     };
     let mut files = Vec::new();
+    if let Some(path) = &args.plot {
+        let svg = crate::report::plot::rates_svg(&report)
+            .map_err(|e| UsageError(format!("--plot {}: {e}", path.display())))?;
+        files.push(OutputFile {
+            flag: "--plot",
+            path: path.clone(),
+            contents: svg.into_bytes(),
+        });
+    }
     if let (Some(path), Some(bytes)) = (&args.pcap, pcap) {
         files.push(OutputFile {
             flag: "--pcap",

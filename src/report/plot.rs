@@ -146,3 +146,65 @@ where
         .map_err(fail)?;
     Ok(())
 }
+
+/// The SVG of a blast run's sessions: each one's pacing rate over time (delay-based
+/// policies; a fixed policy draws its target as a flat line), seconds since its sending
+/// began on the x axis.
+pub fn rates_svg(report: &crate::blast::BlastReport) -> Result<String, PlotError> {
+    let series: Vec<Vec<(f64, f64)>> = report
+        .sessions
+        .iter()
+        .map(|s| {
+            if s.rate_bps.is_empty() {
+                let end = s.completion_s.unwrap_or(s.holding_s).max(0.0);
+                let target = report.header.rate_bps as f64 / 1e6;
+                vec![(0.0, target), (end, target)]
+            } else {
+                s.rate_bps.iter().map(|[t, bps]| (*t, bps / 1e6)).collect()
+            }
+        })
+        .filter(|points: &Vec<(f64, f64)>| points.len() > 1)
+        .collect();
+    let end = series
+        .iter()
+        .flat_map(|points| points.iter().map(|(t, _)| *t))
+        .fold(1e-3, f64::max);
+    let top = series
+        .iter()
+        .flat_map(|points| points.iter().map(|(_, r)| *r))
+        .fold(report.header.rate_bps as f64 / 1e6, f64::max)
+        .max(1e-3)
+        * 1.1;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, (900, 450)).into_drawing_area();
+        root.fill(&WHITE).map_err(fail)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "pacing rate of each session (policy {})",
+                    report.header.policy.name()
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..end, 0.0..top)
+            .map_err(fail)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the session began sending")
+            .y_desc("rate (Mbit/s)")
+            .draw()
+            .map_err(fail)?;
+        for (i, points) in series.iter().enumerate() {
+            let color = Palette99::pick(i).mix(0.8);
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), color))
+                .map_err(fail)?;
+        }
+        root.present().map_err(fail)?;
+    }
+    Ok(text)
+}

@@ -63,6 +63,7 @@ fn fair_sessions_share_a_bottleneck() {
     let Some(_namespaces) = kernel_path() else {
         return;
     };
+    let plot = crate::common::TempFile::new("rates.svg", "");
     let output = udprange(&[
         "blast",
         "--backend",
@@ -83,6 +84,8 @@ fn fair_sessions_share_a_bottleneck() {
         "1464B",
         "--format",
         "json",
+        "--plot",
+        plot.path(),
     ]);
     assert_eq!(output.status.code(), Some(0));
     let report = json_of(&output);
@@ -105,6 +108,9 @@ fn fair_sessions_share_a_bottleneck() {
         }
         assert!(s["queuing_delay_us"]["p99"].as_u64().is_some(), "{s}");
     }
+    let svg = std::fs::read_to_string(&plot.0).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("pacing rate of each session (policy fair)"));
+    assert!(svg.matches("<polyline").count() >= 4, "a line per session");
 }
 
 /// Rate control and sizes that make no sense are refused before anything runs.
