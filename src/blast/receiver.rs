@@ -441,12 +441,14 @@ fn on_done(
     stats.next_expected = stats.next_expected.max(sent);
     stats.missing = stats.next_expected - stats.received;
     state.stats = stats;
-    // What is due again (a round trip after the last request), or, past what the requests
-    // track, whatever is missing.
-    let mut missing = state.requests.due(now, MAX_NACK_RANGES);
-    if missing.is_empty() && state.requests.is_empty() && stats.missing > 0 {
-        missing = state.received.missing(stats.next_expected, MAX_NACK_RANGES);
+    // Gaps past what the requests could track come in now, as room allows; then what is
+    // due (new, or a round trip and its deviations after the last ask).
+    if stats.missing > state.requests.len() as u64 {
+        for gap in state.received.missing(stats.next_expected, MAX_NACK_RANGES) {
+            state.requests.on_gap(gap.first, u64::from(gap.count));
+        }
     }
+    let missing = state.requests.due(now, MAX_NACK_RANGES);
     if !missing.is_empty() {
         replies.push(reply(state, from, now, Message::Nack { missing }));
     }

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use crate::wire::fasp::SeqRange;
 
-/// Most missing datagrams one session tracks; beyond, the newest gaps wait until older ones
-/// are filled (the sender's end-of-transfer poll asks for the rest).
-pub const MAX_TRACKED: usize = 65_536;
+/// Most missing datagrams one session tracks (its memory is bounded whatever a sender
+/// claims); beyond, the newest gaps wait until older ones are filled, and the sender's DONE
+/// polls bring them in (see the receiver).
+pub const MAX_TRACKED: usize = 4_096;
 /// The shortest wait before a repeat (scheduling noise on a path without delay).
 const MIN_REPEAT: Duration = Duration::from_millis(2);
 /// The longest wait before a repeat, however often it was repeated.
@@ -43,6 +44,9 @@ pub struct Requests {
     /// Requests sent, in all, and repeats among them.
     pub asked: u64,
     pub repeated: u64,
+    /// No request falls due before this: `due` returns at once until then, so a session's
+    /// datagrams cost no scan of what it is missing.
+    quiet_until: Duration,
 }
 
 impl Requests {
@@ -92,6 +96,7 @@ impl Requests {
                 asked: None,
                 times: 0,
             });
+            self.quiet_until = Duration::ZERO;
         }
     }
 
@@ -120,14 +125,19 @@ impl Requests {
     /// The requests due at `now` (never asked, or asked a repeat interval ago and still
     /// missing), as at most `limit` ranges; they count as asked now.
     pub fn due(&mut self, now: Duration, limit: usize) -> Vec<SeqRange> {
+        if now < self.quiet_until || self.pending.is_empty() {
+            return Vec::new();
+        }
         let waits: Vec<Duration> = (0..=11).map(|times| self.wait(times)).collect();
         let wait = |times: u32| waits[times.min(11) as usize];
         let mut ranges: Vec<SeqRange> = Vec::new();
+        let mut earliest = Duration::MAX;
         for (&sequence, request) in self.pending.iter_mut() {
-            let due = request
-                .asked
-                .is_none_or(|asked| now >= asked + wait(request.times));
-            if !due {
+            let next = request.asked.map(|asked| asked + wait(request.times));
+            if let Some(next) = next
+                && now < next
+            {
+                earliest = earliest.min(next);
                 continue;
             }
             let extends = ranges
@@ -138,6 +148,8 @@ impl Requests {
                     r.count += 1;
                 }
             } else if ranges.len() >= limit {
+                // More is due than one NACK carries: the next look goes on.
+                earliest = Duration::ZERO;
                 break;
             } else {
                 ranges.push(SeqRange {
@@ -151,7 +163,9 @@ impl Requests {
             request.asked = Some(now);
             request.times += 1;
             self.asked += 1;
+            earliest = earliest.min(now + wait(request.times));
         }
+        self.quiet_until = earliest;
         ranges
     }
 

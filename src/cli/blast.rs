@@ -67,6 +67,13 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
         config.rate_bps = rate.bits_per_second() as u64;
     }
     if let Some(size) = args.size {
+        if size == crate::blast::Size::Holding && config.rate_bps == 0 {
+            return Err(UsageError::flag(
+                "--size",
+                "holding",
+                "is what a holding time carries at --rate: give a --rate (unpaced has none)",
+            ));
+        }
         config.size = Some(size);
         if let (crate::blast::Size::Bytes(bytes), None) = (size, args.duration) {
             config.duration = crate::blast::Size::deadline(bytes, config.rate_bps);
