@@ -245,49 +245,47 @@ fn loopback(c: &mut Criterion) {
     if iperf3_once(5201).is_none() {
         eprintln!("SKIPPED (not a measurement): iperf3 is not installed, no comparison");
     } else {
-        group.bench_function("iperf3 -u -b 0 -l 1472 -P 4", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for i in 0..iters {
-                    let started = Instant::now();
-                    let Some((received, elapsed, loss)) = iperf3_once(5202 + (i % 50) as u16)
-                    else {
-                        return started.elapsed();
-                    };
-                    eprintln!(
-                        "  iperf3: {:.0} datagrams/s received, loss {:.3} %",
-                        received as f64 / elapsed.as_secs_f64(),
-                        loss * 100.0
-                    );
-                    total += per_unit(received, elapsed);
-                }
-                total
-            })
+        bench_iperf3(&mut group, "iperf3 -u -b 0 -l 1472 -P 4", "iperf3", |i| {
+            iperf3_once(5202 + (i % 50) as u16)
         });
-    }
-    if kernel.is_ok() {
-        group.bench_function("iperf3 -u -b 0 -l 1472 -P 4 through the delay line", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let started = Instant::now();
-                    let Some((received, elapsed, loss)) =
-                        iperf3_path_once(Duration::from_millis(25))
-                    else {
-                        return started.elapsed();
-                    };
-                    eprintln!(
-                        "  iperf3 through the delay line: {:.0} datagrams/s received, loss {:.3} %",
-                        received as f64 / elapsed.as_secs_f64(),
-                        loss * 100.0
-                    );
-                    total += per_unit(received, elapsed);
-                }
-                total
-            })
-        });
+        if kernel.is_ok() {
+            bench_iperf3(
+                &mut group,
+                "iperf3 -u -b 0 -l 1472 -P 4 through the delay line",
+                "iperf3 through the delay line",
+                |_| iperf3_path_once(Duration::from_millis(25)),
+            );
+        }
     }
     group.finish();
+}
+
+/// One iperf3 measurement per iteration, scaled to [`UNIT`] received datagrams; `run(i)`
+/// runs the i-th.
+fn bench_iperf3(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    label: &str,
+    run: impl Fn(u64) -> Option<(u64, Duration, f64)>,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for i in 0..iters {
+                let started = Instant::now();
+                let Some((received, elapsed, loss)) = run(i) else {
+                    return started.elapsed();
+                };
+                eprintln!(
+                    "  {label}: {:.0} datagrams/s received, loss {:.3} %",
+                    received as f64 / elapsed.as_secs_f64(),
+                    loss * 100.0
+                );
+                total += per_unit(received, elapsed);
+            }
+            total
+        })
+    });
 }
 
 /// iperf3 through the netns path with `delay` on the router: as [`iperf3_once`].
