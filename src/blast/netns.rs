@@ -437,18 +437,18 @@ impl TestHosts {
 
     /// Puts the WAN path's impairments on the router, for every protocol where the
     /// mechanism allows: delay and jitter from the NFQUEUE delay line, bandwidth from tbf on
-    /// both of the router's interfaces, loss (UDP) from nftables in its forward hook after
-    /// any firewall under test. `queue_max_len` sizes the delay line's kernel queue.
+    /// both of the router's interfaces, loss (TCP and UDP) from nftables in its forward hook
+    /// after any firewall under test. `queue_max_len` sizes the delay line's kernel queue.
     pub fn impair(&mut self, path: &WanPath, queue_max_len: u32) -> Result<(), NetnsError> {
         if let Some(loss) = path.loss.filter(|l| *l > 0.0) {
             // Per million: `numgen random mod 1000000 < n` drops n in a million, each way.
             let per_million = (loss * 1e6).round().clamp(0.0, 1e6) as u64;
             let rules = format!(
-                "table inet udprange_wan {{\n\tchain forward {{\n\t\ttype filter hook forward priority {LOSS_PRIORITY}; policy accept;\n\t\tmeta l4proto udp numgen random mod 1000000 < {per_million} drop comment \"WAN loss\"\n\t}}\n}}\n"
+                "table inet udprange_wan {{\n\tchain forward {{\n\t\ttype filter hook forward priority {LOSS_PRIORITY}; policy accept;\n\t\tmeta l4proto {{ tcp, udp }} numgen random mod 1000000 < {per_million} drop comment \"WAN loss\"\n\t}}\n}}\n"
             );
             self.load_rules(&self.router_ns, &rules)?;
             self.mechanisms.loss = Some(format!(
-                "nftables numgen random drop on the router, {per_million} per million each way"
+                "nftables numgen random drop on the router, TCP and UDP, {per_million} per million each way"
             ));
         }
         let delay = path.delay.unwrap_or_default();

@@ -487,7 +487,8 @@ pub struct WanArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_wan_duration)]
     pub jitter: Option<Duration>,
 
-    /// netns: UDP datagrams lost on the path, each direction; none by default.
+    /// netns: packets lost on the path (TCP and UDP: the control connection too), each
+    /// direction; none by default.
     /// Example: --loss 0.5%
     #[arg(long, allow_hyphen_values = true, value_name = "P", value_parser = parse_probability)]
     pub loss: Option<Probability>,
