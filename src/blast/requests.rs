@@ -5,9 +5,9 @@
 //! trip is measured from requests answered the first time (Karn: a datagram asked for twice
 //! says nothing about which request it answers), so it includes the time a request waits in
 //! the sender's queue; until one is, twice the one-way delay of the data stands in. The wait
-//! before a repeat is the round trip plus two deviations (RFC 6298 has four; a receiver
-//! that asks too late costs the transfer its tail), doubled with each
-//! repeat of the same request: a sender that falls behind is not buried in repeats.
+//! before a repeat is the round trip plus one deviation (RFC 6298 has four; a receiver
+//! that asks too late costs the transfer its tail), doubled with each repeat of the same
+//! request after the first: a sender that falls behind is not buried in repeats.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -65,18 +65,18 @@ impl Requests {
     }
 
     /// How long a request waits before it is repeated the first time: the round trip and
-    /// two deviations (half a round trip more before any measurement).
+    /// one deviation (half a round trip more before any measurement).
     pub fn repeat_after(&self) -> Duration {
         let wait = match self.srtt {
-            Some(srtt) => srtt + self.rttvar * 2,
+            Some(srtt) => srtt + self.rttvar,
             None => self.rtt().mul_f64(1.5),
         };
         wait.clamp(MIN_REPEAT, MAX_REPEAT)
     }
 
-    /// The wait after a request asked `times` times: doubled with each repeat.
+    /// The wait after a request asked `times` times: doubled with each repeat after the first.
     fn wait(&self, times: u32) -> Duration {
-        let doubling = 1u32 << times.saturating_sub(1).min(10);
+        let doubling = 1u32 << times.saturating_sub(2).min(10);
         (self.repeat_after() * doubling).min(MAX_REPEAT)
     }
 
@@ -211,12 +211,12 @@ mod tests {
         assert!(r.due(ms(74), 10).is_empty());
         assert_eq!(r.next_due(), Some(ms(75)));
         // 11 arrives after 50 ms: a measured round trip (deviation 25 ms): a repeat waits
-        // 50 + 2 x 25 = 100 ms.
+        // 50 + 25 = 75 ms.
         r.on_received(11, ms(50));
-        assert_eq!((r.rtt(), r.repeat_after()), (ms(50), ms(100)));
-        assert!(r.due(ms(99), 10).is_empty());
+        assert_eq!((r.rtt(), r.repeat_after()), (ms(50), ms(75)));
+        assert!(r.due(ms(74), 10).is_empty());
         assert_eq!(
-            r.due(ms(100), 10),
+            r.due(ms(75), 10),
             [
                 SeqRange {
                     first: 10,
@@ -233,12 +233,14 @@ mod tests {
             ]
         );
         assert_eq!((r.asked, r.repeated), (7, 3));
-        // A second repeat waits twice as long.
+        // The second repeat waits as long; the third twice as long.
+        assert!(r.due(ms(149), 10).is_empty());
+        assert_eq!(r.due(ms(150), 10).len(), 3);
         assert!(r.due(ms(299), 10).is_empty());
         assert_eq!(r.due(ms(300), 10).len(), 3);
-        assert_eq!((r.asked, r.repeated), (10, 6));
+        assert_eq!((r.asked, r.repeated), (13, 9));
         // An answer to a repeated request measures nothing (Karn).
-        r.on_received(10, ms(460));
+        r.on_received(10, ms(310));
         assert_eq!(r.rtt(), ms(50));
         assert_eq!(r.len(), 2);
     }
