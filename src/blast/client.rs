@@ -491,10 +491,11 @@ impl Sender {
     }
 
     async fn transfer(&mut self, report: &mut ClientReport, stop: &mut watch::Receiver<bool>) {
-        let controller = self
-            .params
-            .policy
-            .controller(self.params.rate_bps, self.params.min_rate_bps);
+        let controller = super::rate::controller(
+            self.params.policy,
+            self.params.rate_bps,
+            self.params.min_rate_bps,
+        );
         let payload =
             u64::from(self.params.datagram.saturating_sub(fasp::HEADER_LEN as u16)).max(1);
         let total = self

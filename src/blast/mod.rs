@@ -93,14 +93,7 @@ pub struct BlastConfig {
     pub size: Option<Size>,
 }
 
-/// How much a sized transfer delivers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Size {
-    /// Every session this many payload bytes.
-    Bytes(u64),
-    /// Each session what its holding time at the rate carries (a replayed load).
-    Holding,
-}
+pub use crate::workload::spec::TransferSize as Size;
 
 impl Size {
     /// A sized transfer's deadline: four times what `bytes` take at `rate_bps`, plus 5 s,
@@ -178,9 +171,9 @@ impl BlastConfig {
             sessions: None,
             interval: None,
             ruleset: None,
-            policy: rate::Policy::Fixed,
-            min_rate_bps: 0,
-            size: None,
+            policy: traffic.policy,
+            min_rate_bps: traffic.min_rate.map_or(0, |r| r.bits_per_second() as u64),
+            size: traffic.size,
         }
     }
 

@@ -16,56 +16,27 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// How a session chooses its rate (`--policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    Fixed,
-    High,
-    Fair,
-    Low,
-}
+pub use crate::workload::spec::Policy;
 
-impl Policy {
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text.trim() {
-            "fixed" => Self::Fixed,
-            "high" => Self::High,
-            "fair" => Self::Fair,
-            "low" => Self::Low,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Fixed => "fixed",
-            Self::High => "high",
-            Self::Fair => "fair",
-            Self::Low => "low",
-        }
-    }
-
-    /// The controller for this policy between `min_bps` and `max_bps`. A delay-based
-    /// controller never goes below 1 % of the ceiling (a rate of 0 would mean unpaced).
-    pub fn controller(self, max_bps: u64, min_bps: u64) -> Box<dyn RateController> {
-        let min_bps = min_bps.max(max_bps / 100).max(1).min(max_bps);
-        match self {
-            Self::Fixed => Box::new(Fixed(max_bps)),
-            Self::Fair => Box::new(Ledbat::new(
-                max_bps,
-                min_bps,
-                Duration::from_millis(20),
-                1.0,
-            )),
-            Self::High => Box::new(Ledbat::new(
-                max_bps,
-                min_bps,
-                Duration::from_millis(40),
-                2.0,
-            )),
-            Self::Low => Box::new(Ledbat::new(max_bps, min_bps, Duration::from_millis(5), 0.5)),
-        }
+/// The controller for `policy` between `min_bps` and `max_bps`. A delay-based controller
+/// never goes below 1 % of the ceiling (a rate of 0 would mean unpaced).
+pub fn controller(policy: Policy, max_bps: u64, min_bps: u64) -> Box<dyn RateController> {
+    let min_bps = min_bps.max(max_bps / 100).max(1).min(max_bps);
+    match policy {
+        Policy::Fixed => Box::new(Fixed(max_bps)),
+        Policy::Fair => Box::new(Ledbat::new(
+            max_bps,
+            min_bps,
+            Duration::from_millis(20),
+            1.0,
+        )),
+        Policy::High => Box::new(Ledbat::new(
+            max_bps,
+            min_bps,
+            Duration::from_millis(40),
+            2.0,
+        )),
+        Policy::Low => Box::new(Ledbat::new(max_bps, min_bps, Duration::from_millis(5), 0.5)),
     }
 }
 
@@ -227,7 +198,7 @@ mod tests {
             assert_eq!(Policy::parse(p.name()), Some(p));
         }
         assert_eq!(Policy::parse("fast"), None);
-        let mut fixed = Policy::Fixed.controller(10_000_000, 0);
+        let mut fixed = controller(Policy::Fixed, 10_000_000, 0);
         feed(
             fixed.as_mut(),
             Duration::ZERO,
@@ -350,7 +321,7 @@ mod tests {
     #[test]
     fn fair_sessions_share_a_bottleneck() {
         let mut sessions: Vec<Box<dyn RateController>> = (0..8)
-            .map(|_| Policy::Fair.controller(50_000_000, 1_000_000))
+            .map(|_| controller(Policy::Fair, 50_000_000, 1_000_000))
             .collect();
         let (rates, queue) = bottleneck(&mut sessions, 100e6, 20.0, 10.0);
         let total: f64 = rates.iter().sum();
@@ -359,7 +330,7 @@ mod tests {
         assert!(queue < Duration::from_millis(60), "queue {queue:?}");
         // Fixed sessions on the same path do not yield: the queue grows without bound.
         let mut fixed: Vec<Box<dyn RateController>> = (0..8)
-            .map(|_| Policy::Fixed.controller(50_000_000, 0))
+            .map(|_| controller(Policy::Fixed, 50_000_000, 0))
             .collect();
         let (_, queue) = bottleneck(&mut fixed, 100e6, 5.0, 1.0);
         assert!(queue > Duration::from_secs(10), "{queue:?}");
@@ -369,14 +340,14 @@ mod tests {
     #[test]
     fn low_yields_and_high_takes_more() {
         let mut pair: Vec<Box<dyn RateController>> = vec![
-            Policy::Fair.controller(100_000_000, 0),
-            Policy::Low.controller(100_000_000, 0),
+            controller(Policy::Fair, 100_000_000, 0),
+            controller(Policy::Low, 100_000_000, 0),
         ];
         let (rates, _) = bottleneck(&mut pair, 100e6, 20.0, 10.0);
         assert!(rates[1] < rates[0] * 0.5, "{rates:?}");
         let mut pair: Vec<Box<dyn RateController>> = vec![
-            Policy::Fair.controller(100_000_000, 0),
-            Policy::High.controller(100_000_000, 0),
+            controller(Policy::Fair, 100_000_000, 0),
+            controller(Policy::High, 100_000_000, 0),
         ];
         let (rates, _) = bottleneck(&mut pair, 100e6, 20.0, 10.0);
         assert!(rates[1] > rates[0] * 1.5, "{rates:?}");

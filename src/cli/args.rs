@@ -386,22 +386,25 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
     pub rate: Option<Bitrate>,
 
-    /// How a session chooses its rate: fixed (the target rate whatever happens, default),
-    /// fair (delay-based: up while the path's queue is below a 20 ms target, down in
-    /// proportion above it), high (a 40 ms target, faster: more than a fair share) or low
-    /// (5 ms, slower: yields to other traffic). Example: --policy fair
-    #[arg(long, allow_hyphen_values = true, default_value = "fixed", value_parser = parse_policy)]
-    pub policy: Policy,
+    /// How a session chooses its rate: fixed (new data at the target rate whatever
+    /// happens), fair (delay-based: up while the path's queue is below a 20 ms target, down
+    /// in proportion above it), high (a 40 ms target, faster: more than a fair share) or low
+    /// (5 ms, slower: yields to other traffic). Default: the file's, else fixed.
+    /// Example: --policy fair
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_policy)]
+    pub policy: Option<Policy>,
 
     /// Deliver each transfer completely: BYTES of payload per session (e.g. 6MB), or
     /// `holding`: what each session's holding time carries at --rate (a replayed load).
     /// Missing datagrams are asked for again until the receiver holds them all. With BYTES,
     /// --duration is each transfer's deadline (default: four times the time at --rate, plus
-    /// 5 s). None by default: sessions send for their time. Example: --size 6MB
+    /// 5 s). Default: the file's, else none (sessions send for their time).
+    /// Example: --size 6MB
     #[arg(long, allow_hyphen_values = true, value_name = "BYTES|holding", value_parser = parse_size)]
     pub size: Option<Size>,
 
-    /// The least rate a delay-based --policy slows to (default 1 % of --rate).
+    /// The least rate a delay-based --policy slows to (default: the file's, else 1 % of
+    /// --rate).
     /// Example: --min-rate 1Mbps
     #[arg(long, allow_hyphen_values = true, value_name = "RATE", value_parser = parse_bitrate)]
     pub min_rate: Option<Bitrate>,

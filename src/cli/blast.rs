@@ -66,7 +66,10 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
     if let Some(rate) = args.rate {
         config.rate_bps = rate.bits_per_second() as u64;
     }
-    if let Some(size) = args.size {
+    if let Some(policy) = args.policy {
+        config.policy = policy;
+    }
+    if let Some(size) = args.size.or(config.size) {
         if size == crate::blast::Size::Holding && config.rate_bps == 0 {
             return Err(UsageError::flag(
                 "--size",
@@ -79,7 +82,6 @@ fn config(args: &BlastArgs) -> Result<BlastConfig, UsageError> {
             config.duration = crate::blast::Size::deadline(bytes, config.rate_bps);
         }
     }
-    config.policy = args.policy;
     if config.policy != crate::blast::rate::Policy::Fixed && config.rate_bps == 0 {
         return Err(UsageError::flag(
             "--policy",

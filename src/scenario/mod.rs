@@ -36,7 +36,8 @@ use crate::model::{Port, PortRange, SharingRule};
 use crate::units::Probability;
 
 pub use crate::workload::spec::{
-    Arrivals, ClientGroup, Holding, Retry, Start, Stop, TraceRecord, Traffic, Workload,
+    Arrivals, ClientGroup, Holding, Policy, Retry, Start, Stop, TraceRecord, Traffic, TransferSize,
+    Workload,
 };
 
 /// The embedded default: the seed's example (windows, 10 concurrent transfers).

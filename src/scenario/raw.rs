@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Arrivals, ClientConfig, ClientGroup, Expect, Holding, Retry, Scenario, ScenarioError,
-    ServerConfig, Start, Stop, Traffic, Workload, trace,
+    Arrivals, ClientConfig, ClientGroup, Expect, Holding, Policy, Retry, Scenario, ScenarioError,
+    ServerConfig, Start, Stop, Traffic, TransferSize, Workload, trace,
 };
 use crate::limits::{
     self, MAX_ARRIVAL_RATE, MAX_CLIENTS, MAX_CONCURRENT, MAX_REPLICATIONS, MAX_RETRY_ATTEMPTS,
@@ -50,6 +50,9 @@ struct RawTraffic {
     duration: Option<Spanned<Duration>>,
     start: Option<Spanned<String>>,
     control_port: Option<Port>,
+    size: Option<Spanned<String>>,
+    policy: Option<Spanned<String>>,
+    min_rate: Option<Spanned<Bitrate>>,
 }
 
 #[derive(Deserialize)]
@@ -851,6 +854,9 @@ fn traffic(
         duration: Duration::from_secs_f64(DEFAULT_TRAFFIC_SECONDS),
         start: None,
         control_port: 0,
+        size: None,
+        policy: Policy::Fixed,
+        min_rate: None,
     };
     let Some(raw) = raw else {
         return Ok(traffic);
@@ -911,6 +917,53 @@ fn traffic(
     }
     if let Some(port) = raw.control_port {
         traffic.control_port = port;
+    }
+    if let Some(size) = &raw.size {
+        let text = size.get_ref().trim();
+        traffic.size = Some(if text == "holding" {
+            TransferSize::Holding
+        } else {
+            let bytes = text.parse::<ByteSize>().map(|b| b.bytes()).map_err(|e| {
+                at.error(size.span(), "traffic.size", format!("{e}, or \"holding\""))
+            })?;
+            if bytes == 0 || bytes > limits::MAX_TRANSFER_BYTES {
+                return Err(at.error(
+                    size.span(),
+                    "traffic.size",
+                    format!(
+                        "must be 1B to {}",
+                        limits::size_text(limits::MAX_TRANSFER_BYTES)
+                    ),
+                ));
+            }
+            TransferSize::Bytes(bytes)
+        });
+    }
+    if let Some(policy) = &raw.policy {
+        traffic.policy = Policy::parse(policy.get_ref()).ok_or_else(|| {
+            at.error(
+                policy.span(),
+                "traffic.policy",
+                "must be fixed, fair, high or low",
+            )
+        })?;
+    }
+    if let Some(min) = &raw.min_rate {
+        if min.get_ref().bits_per_second() > traffic.rate.bits_per_second() {
+            return Err(at.error(
+                min.span(),
+                "traffic.min_rate",
+                "must be at most traffic.rate",
+            ));
+        }
+        traffic.min_rate = Some(*min.get_ref());
+    }
+    if traffic.policy != Policy::Fixed && traffic.rate.bits_per_second() == 0.0 {
+        return Err(at.error(
+            raw.policy.as_ref().map_or(0..0, Spanned::span),
+            "traffic.policy",
+            "adapts the rate below a ceiling: give traffic.rate (unpaced has none)",
+        ));
     }
     Ok(traffic)
 }

@@ -131,6 +131,47 @@ pub struct Workload {
     pub retry: Option<Retry>,
 }
 
+/// How a blast session chooses its rate (`--policy`, `[traffic] policy`): see
+/// `blast::rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    Fixed,
+    High,
+    Fair,
+    Low,
+}
+
+impl Policy {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text.trim() {
+            "fixed" => Self::Fixed,
+            "high" => Self::High,
+            "fair" => Self::Fair,
+            "low" => Self::Low,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fixed => "fixed",
+            Self::High => "high",
+            Self::Fair => "fair",
+            Self::Low => "low",
+        }
+    }
+}
+
+/// How much a sized transfer delivers (`--size`, `[traffic] size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferSize {
+    /// Every session this many payload bytes.
+    Bytes(u64),
+    /// Each session what its holding time at the rate carries (a replayed load).
+    Holding,
+}
+
 /// When blast clients start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,4 +210,9 @@ pub struct Traffic {
     pub start: Option<Start>,
     /// TCP control ("SSH") port on 127.0.0.1; 0 picks a free one (default).
     pub control_port: Port,
+    /// Sized transfers delivered completely; `None`: each sends for its time (default).
+    pub size: Option<TransferSize>,
+    /// How sessions choose their rate (default fixed), and the floor of a delay-based one.
+    pub policy: Policy,
+    pub min_rate: Option<Bitrate>,
 }

@@ -113,6 +113,39 @@ fn fair_sessions_share_a_bottleneck() {
     assert!(svg.matches("<polyline").count() >= 4, "a line per session");
 }
 
+/// A scenario's `[traffic]` sizes the transfers and chooses the policy (loopback: no root
+/// needed); a bad key is one error naming the file, line and key.
+#[test]
+fn a_scenario_sizes_transfers_and_chooses_the_policy() {
+    let text = "name = \"sized\"\n[server]\nos = \"windows\"\n[client]\nallowed = \"33001-33010\"\n\
+                [workload]\narrivals = \"closed\"\nconcurrent = 2\nholding = { dist = \"exponential\", mean = \"10s\" }\nsessions = 100\n\
+                [traffic]\nclients = 2\nrate = \"20Mbps\"\nsize = \"300kB\"\npolicy = \"fair\"\nmin_rate = \"2Mbps\"\ncontrol_port = 0\n";
+    let file = crate::common::TempFile::new("sized.toml", text);
+    let output = udprange(&["blast", file.path(), "--format", "json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json_of(&output);
+    assert_eq!(report["policy"], "fair");
+    assert_eq!(report["min_rate_bps"], 2_000_000);
+    for s in report["sessions"].as_array().unwrap() {
+        assert_eq!(s["complete"], true, "{s}");
+        assert!(s["bytes"].as_u64().unwrap() >= 300_000, "{s}");
+    }
+    let bad =
+        crate::common::TempFile::new("bad-policy.toml", &text.replace("\"fair\"", "\"fast\""));
+    let output = udprange(&["blast", bad.path()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains(":15:10: traffic.policy: must be fixed, fair, high or low"),
+        "{stderr}"
+    );
+}
+
 /// Rate control and sizes that make no sense are refused before anything runs.
 #[test]
 fn absurd_rate_control_and_sizes_are_usage_errors() {
