@@ -389,7 +389,7 @@ pub struct BlastArgs {
     /// How a session chooses its rate: fixed (new data at the target rate whatever
     /// happens), fair (delay-based: up while the path's queue is below a 20 ms target, down
     /// in proportion above it), high (a 40 ms target, faster: more than a fair share) or low
-    /// (5 ms, slower: yields to other traffic). Default: the file's, else fixed.
+    /// (5 ms, slower: yields to other traffic); default: the file's, else fixed.
     /// Example: --policy fair
     #[arg(long, allow_hyphen_values = true, value_parser = parse_policy)]
     pub policy: Option<Policy>,
@@ -398,7 +398,7 @@ pub struct BlastArgs {
     /// `holding`: what each session's holding time carries at --rate (a replayed load).
     /// Missing datagrams are asked for again until the receiver holds them all. With BYTES,
     /// --duration is each transfer's deadline (default: four times the time at --rate, plus
-    /// 5 s). Default: the file's, else none (sessions send for their time).
+    /// 5 s); default: the file's, else none (sessions send for their time).
     /// Example: --size 6MB
     #[arg(long, allow_hyphen_values = true, value_name = "BYTES|holding", value_parser = parse_size)]
     pub size: Option<Size>,
