@@ -1937,6 +1937,17 @@ async fn run_netns(
         ruleset: ruleset_report,
     });
     report.notes.extend(notes);
+    if config.datagram + netns::IP_UDP_HEADERS > netns::PATH_MTU {
+        report.notes.push(format!(
+            "{}-byte datagrams make {}-byte IP packets, more than this path's {}-byte MTU: \
+             each was fragmented, and a datagram is lost when either fragment is (--datagram \
+             {}B at most fits; 1464B makes the vendor's 1492-byte packets)",
+            config.datagram,
+            config.datagram + netns::IP_UDP_HEADERS,
+            netns::PATH_MTU,
+            netns::PATH_MTU - netns::IP_UDP_HEADERS
+        ));
+    }
     drop(hosts);
     Ok((report, pcap))
 }

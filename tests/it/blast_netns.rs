@@ -93,6 +93,15 @@ fn netns_agrees_with_loopback_and_simulate() {
         // nftables dropped them on the output hook: the kernel's counters say how many.
         assert!(s.filtered > 0 && s.received == 0, "{s:?}");
     }
+    // The seed's 1492-byte datagrams do not fit the path's 1500-byte MTU: the report says.
+    assert!(
+        kernel
+            .notes
+            .iter()
+            .any(|n| n.starts_with("1492-byte datagrams make 1520-byte IP packets")),
+        "{:?}",
+        kernel.notes
+    );
     let drops = kernel.kernel.as_ref().unwrap().dropped_packets;
     let filtered: u64 = kernel.sessions.iter().map(|s| s.filtered).sum();
     assert_eq!(

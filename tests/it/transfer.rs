@@ -38,6 +38,11 @@ fn sized_transfers_complete_through_loss() {
     ]);
     assert_eq!(output.status.code(), Some(0));
     let report = json_of(&output);
+    let notes = report["notes"].to_string();
+    assert!(
+        !notes.contains("fragmented"),
+        "1464-byte datagrams fit: {notes}"
+    );
     for s in report["sessions"].as_array().unwrap() {
         assert_eq!(s["complete"], true, "{s}");
         let (sent, retransmitted) = (
@@ -144,6 +149,49 @@ fn a_scenario_sizes_transfers_and_chooses_the_policy() {
         stderr.contains(":15:10: traffic.policy: must be fixed, fair, high or low"),
         "{stderr}"
     );
+}
+
+/// `--size holding` with a replayed load: each session delivers what its holding time
+/// carries at the rate, completely, in about that time, and the replay still agrees with the
+/// model session by session (loopback).
+#[test]
+fn a_replay_sized_by_holding_time_completes() {
+    let text = "name = \"holding\"\n[server]\nos = \"windows\"\nbase_port = 36101\n[client]\nallowed = \"36101-36110\"\n\
+                [workload]\narrivals = \"closed\"\nconcurrent = 3\nholding = { dist = \"exponential\", mean = \"1s\" }\nsessions = 6\n\
+                [traffic]\nrate = \"10Mbps\"\ndatagram = \"1464B\"\n";
+    let file = crate::common::TempFile::new("holding.toml", text);
+    let output = udprange(&[
+        "blast",
+        file.path(),
+        "--size",
+        "holding",
+        "--time-scale",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json_of(&output);
+    assert_eq!(report["agreement"]["disagree"], 0, "{report:#}");
+    let sessions = report["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 6);
+    for s in sessions {
+        assert_eq!(s["complete"], true, "{s}");
+        let holding = s["holding_s"].as_f64().unwrap();
+        // Holding time × rate, in whole 1428-byte payloads.
+        let expected = holding * 10e6 / 8.0;
+        let bytes = s["bytes"].as_f64().unwrap();
+        assert!(
+            (bytes - expected).abs() <= 1428.0 * 2.0 + expected * 0.01,
+            "{s}"
+        );
+        assert!(s["completion_s"].as_f64().unwrap() < holding + 0.5, "{s}");
+    }
 }
 
 /// Rate control and sizes that make no sense are refused before anything runs.
