@@ -146,15 +146,22 @@ fn blast_once(runtime: &tokio::runtime::Runtime, backend: Backend) -> (u64, Dura
     )
 }
 
-/// One iperf3 run: (received datagrams, elapsed, loss fraction), or None without iperf3.
-fn iperf3_once(port: u16) -> Option<(u64, Duration, f64)> {
-    let mut server = Command::new("iperf3")
+/// `iperf3` (the command given, with its arguments so far) as a one-shot server on `port`,
+/// given a moment to listen; `None` when it cannot start.
+fn iperf3_server(mut command: Command, port: u16) -> Option<std::process::Child> {
+    let server = command
         .args(["-s", "-1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
     std::thread::sleep(Duration::from_millis(300));
+    Some(server)
+}
+
+/// One iperf3 run: (received datagrams, elapsed, loss fraction), or None without iperf3.
+fn iperf3_once(port: u16) -> Option<(u64, Duration, f64)> {
+    let mut server = iperf3_server(Command::new("iperf3"), port)?;
     let seconds = RUN.as_secs().max(1).to_string();
     let output = Command::new("iperf3")
         .args([
@@ -305,22 +312,9 @@ fn iperf3_path_once(delay: Duration) -> Option<(u64, Duration, f64)> {
         .impair(&path, 1 << 16)
         .map_err(|e| said("impair", &e))
         .ok()?;
-    let mut server = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &hosts.server_ns,
-            "iperf3",
-            "-s",
-            "-1",
-            "-p",
-            "5301",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    std::thread::sleep(Duration::from_millis(300));
+    let mut inside = Command::new("ip");
+    inside.args(["netns", "exec", &hosts.server_ns, "iperf3"]);
+    let mut server = iperf3_server(inside, 5301)?;
     let seconds = RUN.as_secs().max(1).to_string();
     let target = SERVER_ADDR.to_string();
     let output = hosts.exec(

@@ -1229,30 +1229,33 @@ fn assemble(
         .collect();
     // On the kernel path, what a session's firewalls dropped is the kernel's count for its
     // flow, wherever on the path it was dropped.
-    let mut ruleset_drops: Vec<(u32, u64)> = Vec::new();
+    // Each UDP flow's drops, in all and by the user's ruleset: one pass over the counters,
+    // then one lookup per session.
+    let mut ruleset_drops: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
     if let Some(kernel) = &kernel {
+        let ruleset_at = kernel.ruleset.as_ref().map(|r| r.at);
+        let mut by_flow: std::collections::HashMap<(Ipv4Addr, u16, u16), (u64, u64)> =
+            std::collections::HashMap::new();
+        for d in kernel.flows.iter().filter(|d| !d.flow.tcp) {
+            let entry = by_flow
+                .entry((d.flow.source, d.flow.sport, d.flow.dport))
+                .or_default();
+            entry.0 += d.packets;
+            if ruleset_at == Some(d.host.name()) {
+                entry.1 += d.packets;
+            }
+        }
         for (row, session) in rows.iter().zip(&mut sessions) {
-            let (Some(local), Some(port)) = (row.report.local, session.port) else {
+            let (Some(SocketAddr::V4(local)), Some(port)) = (row.report.local, session.port) else {
                 continue;
             };
-            let of_flow = |d: &&netns::Dropped| {
-                !d.flow.tcp
-                    && d.flow.sport == local.port()
-                    && IpAddr::V4(d.flow.source) == local.ip()
-                    && d.flow.dport == port
-            };
-            session.filtered = kernel.flows.iter().filter(of_flow).map(|d| d.packets).sum();
-            if let Some(r) = &kernel.ruleset {
-                let by_ruleset: u64 = kernel
-                    .flows
-                    .iter()
-                    .filter(of_flow)
-                    .filter(|d| d.host.name() == r.at)
-                    .map(|d| d.packets)
-                    .sum();
-                if by_ruleset > 0 {
-                    ruleset_drops.push((session.id, by_ruleset));
-                }
+            let (all, by_ruleset) = by_flow
+                .get(&(*local.ip(), local.port(), port))
+                .copied()
+                .unwrap_or_default();
+            session.filtered = all;
+            if by_ruleset > 0 {
+                ruleset_drops.insert(session.id, by_ruleset);
             }
         }
     }
@@ -1265,10 +1268,10 @@ fn assemble(
             outcome: s.outcome,
             port: s.port,
             cause: match (
-                ruleset_drops.iter().find(|(id, _)| *id == s.id),
+                ruleset_drops.get(&s.id),
                 kernel.as_ref().and_then(|k| k.ruleset.as_ref()),
             ) {
-                (Some((_, n)), Some(r)) if s.outcome == Outcome::Blocked => format!(
+                (Some(n), Some(r)) if s.outcome == Outcome::Blocked => format!(
                     "your ruleset at the {} dropped {n} of its datagrams to port {} (kernel \
                      counters)",
                     r.at,

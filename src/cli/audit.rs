@@ -163,20 +163,14 @@ pub(super) fn audit(args: &AuditArgs) -> Result<Outcome, UsageError> {
         .undecided
         .iter()
         .any(|(r, _)| r.first() <= needed.last() && needed.first() <= r.last());
-    let dropped_needed: Vec<PortRange> = {
-        let undecided: Vec<Port> = result
-            .undecided
+    let undecided = |p: Port| result.undecided.iter().any(|(r, _)| r.contains(p));
+    let dropped_needed = PortRange::covering(
+        result
+            .missing
             .iter()
-            .flat_map(|(r, _)| r.ports())
-            .collect();
-        PortRange::covering(
-            result
-                .missing
-                .iter()
-                .flat_map(PortRange::ports)
-                .filter(|p| !undecided.contains(p)),
-        )
-    };
+            .flat_map(PortRange::ports)
+            .filter(|&p| !undecided(p)),
+    );
     let control = fate_name(&result.control);
     let sufficient = result.missing.is_empty() && result.control == Fate::Passes;
     let confirm = if args.confirm {
