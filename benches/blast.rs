@@ -30,6 +30,8 @@ use udprange::scenario::ServerConfig;
 use udprange::wire::fasp::{self, Message, Repr};
 
 const DATAGRAM: usize = 1472;
+/// The IP packet of such a datagram: udprange's `--datagram` counts it.
+const PACKET: u16 = (DATAGRAM + fasp::IP_UDP_HEADERS) as u16;
 /// Datagrams one measured unit stands for.
 const UNIT: u64 = 1_000_000;
 const RUN: Duration = Duration::from_secs(1);
@@ -76,7 +78,7 @@ fn receiver(c: &mut Criterion) {
                 token: 0x5eed,
                 peer_ip: peer.ip(),
                 rate_bps: 0,
-                datagram: DATAGRAM as u16,
+                datagram: PACKET,
                 registered_at: Duration::ZERO,
                 progress: Arc::new(AtomicU64::new(0)),
             });
@@ -126,7 +128,7 @@ fn blast_once(runtime: &tokio::runtime::Runtime, backend: Backend) -> (u64, Dura
         clients: 64,
         accounts: 64,
         rate_bps: 0,
-        datagram: DATAGRAM as u16,
+        datagram: PACKET,
         duration: RUN,
         handshake_timeout: Duration::from_secs(2),
         ..seed

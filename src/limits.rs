@@ -35,10 +35,10 @@ pub const MAX_TRANSFER_BYTES: u64 = 16 << 30;
 pub const MAX_BITRATE_BPS: f64 = 100e9;
 /// Longest one-way WAN delay and jitter: 10 s (`--delay`, `--jitter`).
 pub const MAX_WAN_DELAY: Duration = Duration::from_secs(10);
-/// Smallest datagram, header included: the 36-byte FASP-like header
-/// (`--datagram`, `traffic.datagram`).
-pub const MIN_DATAGRAM: u16 = crate::wire::fasp::HEADER_LEN as u16;
-/// Largest datagram, header included: 65 507 bytes, the most a UDP/IPv4 datagram carries.
+/// Smallest datagram: IPv4 and UDP headers and the 36-byte FASP-like header
+/// (`--datagram`, `traffic.datagram`; a datagram's size counts its IP packet).
+pub const MIN_DATAGRAM: u16 = crate::wire::fasp::MIN_DATAGRAM as u16;
+/// Largest datagram: 65 535 bytes, one IPv4 packet.
 pub const MAX_DATAGRAM: u16 = crate::wire::fasp::MAX_DATAGRAM as u16;
 /// Most frames a pcap capture keeps: 1 000 000 (`--pcap-limit`).
 pub const MAX_PCAP_FRAMES: u64 = 1_000_000;

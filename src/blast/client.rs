@@ -262,7 +262,7 @@ pub async fn run(
         filter,
         capture,
         meter: hooks.meter,
-        buffer: vec![0u8; usize::from(params.datagram)],
+        buffer: vec![0u8; fasp::udp_payload(params.datagram)],
         control: stream,
         params,
     };
@@ -486,7 +486,7 @@ impl Sender {
     }
 
     fn data(&self, sequence: u64) -> Repr {
-        let payload_len = self.params.datagram - fasp::HEADER_LEN as u16;
+        let payload_len = fasp::data_bytes(self.params.datagram) as u16;
         self.datagram(sequence, Message::Data { payload_len })
     }
 
@@ -496,8 +496,7 @@ impl Sender {
             self.params.rate_bps,
             self.params.min_rate_bps,
         );
-        let payload =
-            u64::from(self.params.datagram.saturating_sub(fasp::HEADER_LEN as u16)).max(1);
+        let payload = (fasp::data_bytes(self.params.datagram) as u64).max(1);
         let total = self
             .params
             .size_bytes
@@ -770,7 +769,7 @@ impl Sender {
         if let Some(meter) = &self.meter
             && delivered > 0
         {
-            let payload = u64::from(self.params.datagram) - fasp::HEADER_LEN as u64;
+            let payload = fasp::data_bytes(self.params.datagram) as u64;
             meter
                 .delivered
                 .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);

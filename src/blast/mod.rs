@@ -62,7 +62,7 @@ pub struct BlastConfig {
     pub accounts: u32,
     /// Target rate per session in bit/s; 0 = as fast as the socket takes it.
     pub rate_bps: u64,
-    /// Datagram size in bytes (header included).
+    /// Datagram size in bytes: the IP packet, headers included.
     pub datagram: u16,
     /// How long each transfer of a burst sends.
     pub duration: Duration,
@@ -841,7 +841,7 @@ fn session_result(row: &Row, scenario: &Scenario, datagram: u16) -> SessionResul
         || client.final_stats.map_or(0, |s| s.received),
         |f| f.received,
     );
-    let payload = u64::from(datagram.saturating_sub(crate::wire::fasp::HEADER_LEN as u16));
+    let payload = crate::wire::fasp::data_bytes(datagram) as u64;
     // A sized transfer's goodput is over its completion time; otherwise over its sending.
     let span = client.completed.unwrap_or(client.sending);
     let goodput_bps = if span.is_zero() {
@@ -1286,11 +1286,7 @@ fn assemble(
         disagree: disagreements.len() as u32,
     };
     let received_datagrams: u64 = sessions.iter().map(|s| s.received).sum();
-    let payload = u64::from(
-        config
-            .datagram
-            .saturating_sub(crate::wire::fasp::HEADER_LEN as u16),
-    );
+    let payload = crate::wire::fasp::data_bytes(config.datagram) as u64;
     // Payload delivered over the run's wall time (sessions of a replay come and go).
     let goodput_bps = (received_datagrams * payload) as f64 * 8.0 / elapsed.as_secs_f64().max(1e-9);
     let verdict = verdict(
@@ -1940,15 +1936,13 @@ async fn run_netns(
         ruleset: ruleset_report,
     });
     report.notes.extend(notes);
-    if config.datagram + netns::IP_UDP_HEADERS > netns::PATH_MTU {
+    if config.datagram > netns::PATH_MTU {
         report.notes.push(format!(
-            "{}-byte datagrams make {}-byte IP packets, more than this path's {}-byte MTU: \
-             each was fragmented, and a datagram is lost when either fragment is (--datagram \
-             {}B at most fits; 1464B makes the vendor's 1492-byte packets)",
+            "{}-byte datagrams are more than this path's {}-byte MTU: each was fragmented, \
+             and a datagram is lost when either fragment is (--datagram {}B at most fits)",
             config.datagram,
-            config.datagram + netns::IP_UDP_HEADERS,
             netns::PATH_MTU,
-            netns::PATH_MTU - netns::IP_UDP_HEADERS
+            netns::PATH_MTU,
         ));
     }
     drop(hosts);

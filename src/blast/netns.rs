@@ -34,8 +34,6 @@ pub const ROUTER_SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 254);
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 /// The veths' MTU, as on most real paths.
 pub const PATH_MTU: u16 = 1500;
-/// IPv4 and UDP headers around a datagram.
-pub const IP_UDP_HEADERS: u16 = 28;
 /// Each side's subnet: room for the client groups' own addresses.
 pub const PREFIX_LEN: u8 = 24;
 /// The client side's subnet, where every client (group) address is.

@@ -48,7 +48,7 @@ pub struct Registration {
     pub peer_ip: IpAddr,
     /// Target rate from HELLO, bit/s; 0 = unpaced.
     pub rate_bps: u64,
-    /// Datagram size from HELLO, header included.
+    /// Datagram size from HELLO: the IP packet, headers included.
     pub datagram: u16,
     /// When the session was granted, since the run's epoch.
     pub registered_at: Duration,

@@ -312,7 +312,7 @@ fn check_hello(shared: &Shared, frame: &[u8]) -> Result<(u32, u16, u64), Option<
     if key != shared.options.key {
         return Err(Some(RefusedReason::Unauthorized));
     }
-    if usize::from(datagram) < fasp::HEADER_LEN || usize::from(datagram) > MAX_DATAGRAM {
+    if !(fasp::MIN_DATAGRAM..=MAX_DATAGRAM).contains(&usize::from(datagram)) {
         return Err(Some(RefusedReason::BadRequest));
     }
     Ok((account, datagram, rate_bps))
@@ -641,7 +641,7 @@ async fn receive(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut receiver = PortReceiver::new(port, shared.options.max_datagrams);
-    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut buffer = vec![0u8; fasp::MAX_UDP_PAYLOAD];
     let mut replies = Vec::new();
     let mut path = Path {
         socket: Arc::clone(&socket),

@@ -430,8 +430,9 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_control_port)]
     pub control_port: Option<Port>,
 
-    /// Datagram size, header included, 28B-65507B (default: the file's, else 1492B).
-    /// Example: --datagram 1472B
+    /// Datagram size: the IP packet, IP and UDP headers included, as the vendor's datagram
+    /// size ("MTU") counts it, 64B-65535B (default: the file's, else 1492B, which fits a
+    /// 1500-byte MTU). Example: --datagram 1500B
     #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = parse_datagram)]
     pub datagram: Option<u16>,
 
@@ -911,7 +912,7 @@ fn parse_datagram(text: &str) -> Result<u16, String> {
     match u16::try_from(size.bytes()) {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!(
-            "'{text}' must be {min}B to {max}B (header included)"
+            "'{text}' must be {min}B to {max}B (the IP packet, headers included)"
         )),
     }
 }

@@ -890,7 +890,7 @@ fn traffic(
             return Err(at.error(
                 size.span(),
                 "traffic.datagram",
-                format!("must be {min}B to {max}B (header included)"),
+                format!("must be {min}B to {max}B (the IP packet, headers included)"),
             ));
         }
         traffic.datagram = bytes as u16;

@@ -18,7 +18,7 @@
 //! |  p50 (u32 µs) |  p99 (u32 µs) |  max (u32 µs) |  FINAL latency
 //! +---------------+---------------+---------------+
 //! ```
-//! Kinds: `HELLO` (client → server: account, datagram size, target rate, the run key),
+//! Kinds: `HELLO` (client → server: account, datagram size (the IP packet), target rate, the run key),
 //! `PORT` (server → client: the session id the server assigned, the UDP port, the session's
 //! token), `REFUSED` (server → client: `code` says why), `QUERY` (client → server: how much
 //! of my session arrived?) and `STATUS` (server → client: `count` datagrams of the session

@@ -42,8 +42,32 @@ use super::{u32_at, u64_at};
 pub const HEADER_LEN: usize = 36;
 /// Most missing ranges one NACK carries.
 pub const MAX_NACK_RANGES: usize = 100;
-/// Largest datagram (header + payload) the protocol allows: one UDP payload.
-pub const MAX_DATAGRAM: usize = 65_507;
+/// IPv4 and UDP headers in front of every datagram.
+pub const IP_UDP_HEADERS: usize = 28;
+/// Largest datagram size the protocol allows: one IPv4 packet.
+pub const MAX_DATAGRAM: usize = 65_535;
+/// Largest UDP payload (our header and payload) of a datagram.
+pub const MAX_UDP_PAYLOAD: usize = MAX_DATAGRAM - IP_UDP_HEADERS;
+/// Smallest datagram size: the IPv4 and UDP headers and our header, no payload.
+pub const MIN_DATAGRAM: usize = IP_UDP_HEADERS + HEADER_LEN;
+
+/// The UDP payload (our header and payload) of a datagram of `size` bytes. A datagram's
+/// size counts the IP packet, as the vendor's datagram size (`ascp -Z`, "the MTU") does:
+/// the default 1492 bytes fits a 1500-byte path unfragmented and carries 1464 bytes of UDP
+/// payload. Sizes below [`MIN_DATAGRAM`] give the header alone.
+pub const fn udp_payload(size: u16) -> usize {
+    let size = size as usize;
+    if size < MIN_DATAGRAM {
+        HEADER_LEN
+    } else {
+        size - IP_UDP_HEADERS
+    }
+}
+
+/// The data a datagram of `size` bytes carries: its UDP payload less our header.
+pub const fn data_bytes(size: u16) -> usize {
+    udp_payload(size) - HEADER_LEN
+}
 
 const NACK_RANGE_LEN: usize = 12;
 /// The longest datagram a receiver sends: a NACK with every range it may carry.

@@ -201,7 +201,8 @@ pub struct Traffic {
     pub clients: u32,
     /// Target rate per session (default 10 Mbit/s, the vendor's default).
     pub rate: Bitrate,
-    /// Datagram size, header included (default 1492 bytes).
+    /// Datagram size: the IP packet, IP and UDP headers included (default 1492 bytes, the
+    /// vendor's, fitting a 1500-byte MTU).
     pub datagram: u16,
     /// How long each client of a burst sends (default 5 s).
     pub duration: Duration,

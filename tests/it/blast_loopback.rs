@@ -141,7 +141,7 @@ fn server_cap_refuses() {
 fn overload_is_reported_not_fatal() {
     let mut cfg = config(ServerOs::Windows, 61401, 64, 64, 64);
     cfg.rate_bps = 0;
-    cfg.datagram = 1472;
+    cfg.datagram = 1500;
     cfg.duration = Duration::from_millis(800);
     let report = run(&cfg);
     assert_eq!(outcomes(&report), (64, 0), "{}", report.verdict.summary);

@@ -31,8 +31,6 @@ fn sized_transfers_complete_through_loss() {
         "10Mbps",
         "--size",
         "1MB",
-        "--datagram",
-        "1464B",
         "--format",
         "json",
     ]);
@@ -41,7 +39,7 @@ fn sized_transfers_complete_through_loss() {
     let notes = report["notes"].to_string();
     assert!(
         !notes.contains("fragmented"),
-        "1464-byte datagrams fit: {notes}"
+        "the default 1492-byte datagrams fit: {notes}"
     );
     for s in report["sessions"].as_array().unwrap() {
         assert_eq!(s["complete"], true, "{s}");
@@ -86,7 +84,7 @@ fn fair_sessions_share_a_bottleneck() {
         "--size",
         "3MB",
         "--datagram",
-        "1464B",
+        "1492B",
         "--format",
         "json",
         "--plot",
@@ -158,7 +156,7 @@ fn a_scenario_sizes_transfers_and_chooses_the_policy() {
 fn a_replay_sized_by_holding_time_completes() {
     let text = "name = \"holding\"\n[server]\nos = \"windows\"\nbase_port = 36101\n[client]\nallowed = \"36101-36110\"\n\
                 [workload]\narrivals = \"closed\"\nconcurrent = 3\nholding = { dist = \"exponential\", mean = \"1s\" }\nsessions = 6\n\
-                [traffic]\nrate = \"10Mbps\"\ndatagram = \"1464B\"\n";
+                [traffic]\nrate = \"10Mbps\"\ndatagram = \"1492B\"\n";
     let file = crate::common::TempFile::new("holding.toml", text);
     let output = udprange(&[
         "blast",
