@@ -139,13 +139,12 @@ pub struct ClientReport {
     /// all; `None` when it did not by the deadline.
     pub total: Option<u64>,
     pub completed: Option<Duration>,
+    /// When (since sending began) a sized transfer's every datagram had left once.
+    pub sent_once: Option<Duration>,
 }
 
 /// How often a sized transfer's sender says DONE while it waits for the last datagrams.
 const SIZED_POLL: Duration = Duration::from_millis(10);
-/// The most loss a fixed-rate sized transfer sends extra for: beyond it, the path is not
-/// one to fill at the target rate.
-const MAX_COMPENSATED_LOSS: f64 = 0.5;
 
 /// How often the rate over time is sampled, and most samples a session keeps.
 pub const RATE_SAMPLE: Duration = Duration::from_millis(100);
@@ -178,6 +177,7 @@ impl ClientReport {
             queuing_us: None,
             total: None,
             completed: None,
+            sent_once: None,
         }
     }
 }
@@ -428,8 +428,10 @@ struct Progress {
     state: SenderState,
     pacer: Pacer,
     controller: Box<dyn RateController>,
-    /// Datagrams the receiver asked for again, in all.
-    asked_again: u64,
+    /// What is asked for again has its own bucket under the fixed policy (at the target
+    /// rate): new data keeps the target rate exactly and retransmissions come on top, as
+    /// the fixed policy promises. The delay-based policies pace both with one bucket.
+    again: Option<Pacer>,
 }
 
 impl Progress {
@@ -510,8 +512,9 @@ impl Sender {
                 None => state,
             },
             pacer: Pacer::new(controller.rate_bps(), self.params.datagram),
+            again: (self.params.policy == Policy::Fixed && total.is_some())
+                .then(|| Pacer::new(self.params.rate_bps, self.params.datagram)),
             controller,
-            asked_again: 0,
         };
         let start = progress.start;
         progress.sample_rate(report);
@@ -532,7 +535,23 @@ impl Sender {
                 report.outcome = self.confirm_blocked(stop).await;
                 return;
             }
-            let due = progress.pacer.due(start.elapsed());
+            let now = start.elapsed();
+            if let Some(again) = progress.again.as_mut() {
+                let due = again.due(now);
+                let mut sent = 0;
+                while sent < due && report.sent + report.retransmitted < budget {
+                    let Some(sequence) = progress.state.owed() else {
+                        break;
+                    };
+                    let repr = self.data(sequence);
+                    if self.send(&repr, report).await {
+                        report.retransmitted += 1;
+                    }
+                    sent += 1;
+                }
+                again.sent(sent);
+            }
+            let due = progress.pacer.due(now);
             for _ in 0..due {
                 let total = report.sent + report.retransmitted;
                 if total >= budget {
@@ -552,8 +571,14 @@ impl Sender {
                 progress.pacer.sent(1);
             }
             progress.sample_rate(report);
-            let idle = progress.state.idle();
-            if idle && last_done.is_none_or(|at| at.elapsed() >= SIZED_POLL) {
+            // Once every datagram left once, DONE every SIZED_POLL tells the receiver how
+            // many there are, so it asks for the last ones lost too (also while
+            // retransmissions are still going out).
+            let polling = progress.state.sent_once();
+            if polling && report.sent_once.is_none() {
+                report.sent_once = Some(start.elapsed());
+            }
+            if polling && last_done.is_none_or(|at| at.elapsed() >= SIZED_POLL) {
                 let next = progress.state.next_sequence();
                 let done = self.datagram(
                     next,
@@ -566,9 +591,18 @@ impl Sender {
                 last_done = Some(Instant::now());
             }
             // Wait for the next datagram's turn (or the next DONE), reading replies.
-            let turn = match (idle, last_done) {
-                (true, Some(at)) => at + SIZED_POLL,
-                _ => start + progress.pacer.next_due(),
+            let poll = last_done.filter(|_| polling).map(|at| at + SIZED_POLL);
+            let send = match &progress.again {
+                _ if progress.state.idle() => None,
+                Some(again) if progress.state.owes() => {
+                    Some(start + progress.pacer.next_due().min(again.next_due()))
+                }
+                _ => Some(start + progress.pacer.next_due()),
+            };
+            let turn = match (send, poll) {
+                (Some(send), Some(poll)) => send.min(poll),
+                (Some(at), None) | (None, Some(at)) => at,
+                (None, None) => start + progress.pacer.next_due(),
             };
             let wake = turn.min(sending_until).max(Instant::now());
             let wake = if progress.state.proven() {
@@ -746,20 +780,7 @@ impl Sender {
                 }
                 (proved, delivered)
             }
-            Heard::Nack { proved, queued } => {
-                // Fixed policy, sized transfer: new data keeps the target rate and what is
-                // asked for again comes on top (the pacer runs at rate / (1 - loss)).
-                progress.asked_again += queued;
-                if self.params.policy == Policy::Fixed && report.total.is_some() {
-                    let sent = progress.state.next_sequence().max(1) as f64;
-                    let loss = (progress.asked_again as f64 / sent).min(MAX_COMPENSATED_LOSS);
-                    let rate = self.params.rate_bps as f64 / (1.0 - loss);
-                    progress
-                        .pacer
-                        .set_rate(rate as u64, progress.start.elapsed());
-                }
-                (proved, 0)
-            }
+            Heard::Nack { proved, .. } => (proved, 0),
         };
         if proved {
             // HELLO to PORT, then the first datagram to its acknowledgement: two round

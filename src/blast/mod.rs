@@ -448,6 +448,9 @@ pub struct SessionResult {
     /// (seconds since sending began); `None` for a session that sends for a time.
     pub complete: Option<bool>,
     pub completion_s: Option<f64>,
+    /// A sized transfer: when every datagram had left once (seconds since sending began);
+    /// the rest of `completion_s` is the tail spent recovering the last losses.
+    pub sent_once_s: Option<f64>,
     /// Payload bytes the receiver got (distinct datagrams).
     pub bytes: u64,
 }
@@ -881,6 +884,7 @@ fn session_result(row: &Row, scenario: &Scenario, datagram: u16) -> SessionResul
         },
         complete: client.total.map(|_| client.completed.is_some()),
         completion_s: client.completed.map(|d| d.as_secs_f64()),
+        sent_once_s: client.sent_once.map(|d| d.as_secs_f64()),
         bytes: received * payload,
         queuing_delay_us: client.queuing_us.as_ref().map(|h| Latency {
             p50: h.value_at_quantile(0.5),
@@ -1996,6 +2000,7 @@ mod tests {
             queuing_delay_us: None,
             complete: None,
             completion_s: None,
+            sent_once_s: None,
             bytes: 0,
         }
     }

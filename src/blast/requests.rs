@@ -6,8 +6,10 @@
 //! says nothing about which request it answers), so it includes the time a request waits in
 //! the sender's queue; until one is, twice the one-way delay of the data stands in. The wait
 //! before a repeat is the round trip plus one deviation (RFC 6298 has four; a receiver
-//! that asks too late costs the transfer its tail), doubled with each repeat of the same
-//! request after the first: a sender that falls behind is not buried in repeats.
+//! that asks too late costs the transfer its tail). Random loss needs a few repeats of a
+//! request now and then (at 10 % loss each way one round in five fails), so the first three
+//! repeats wait one such interval each; from the fourth on the wait doubles, so a sender
+//! that falls behind, or a path that is gone, is not buried in repeats.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +24,9 @@ pub const MAX_TRACKED: usize = 4_096;
 const MIN_REPEAT: Duration = Duration::from_millis(2);
 /// The longest wait before a repeat, however often it was repeated.
 const MAX_REPEAT: Duration = Duration::from_secs(2);
+/// Repeats of one request that wait one repeat interval each; later ones wait twice as long
+/// as the one before.
+const STEADY_REPEATS: u32 = 3;
 /// The round trip assumed before anything was measured.
 const INITIAL_RTT: Duration = Duration::from_millis(100);
 
@@ -74,9 +79,9 @@ impl Requests {
         wait.clamp(MIN_REPEAT, MAX_REPEAT)
     }
 
-    /// The wait after a request asked `times` times: doubled with each repeat after the first.
+    /// The wait after a request asked `times` times: doubled with each repeat after the third.
     fn wait(&self, times: u32) -> Duration {
-        let doubling = 1u32 << times.saturating_sub(2).min(10);
+        let doubling = 1u32 << times.saturating_sub(STEADY_REPEATS).min(10);
         (self.repeat_after() * doubling).min(MAX_REPEAT)
     }
 
@@ -233,14 +238,16 @@ mod tests {
             ]
         );
         assert_eq!((r.asked, r.repeated), (7, 3));
-        // The second repeat waits as long; the third twice as long.
+        // The second and third repeats wait as long; the fourth twice as long.
         assert!(r.due(ms(149), 10).is_empty());
         assert_eq!(r.due(ms(150), 10).len(), 3);
-        assert!(r.due(ms(299), 10).is_empty());
-        assert_eq!(r.due(ms(300), 10).len(), 3);
-        assert_eq!((r.asked, r.repeated), (13, 9));
+        assert!(r.due(ms(224), 10).is_empty());
+        assert_eq!(r.due(ms(225), 10).len(), 3);
+        assert!(r.due(ms(374), 10).is_empty());
+        assert_eq!(r.due(ms(375), 10).len(), 3);
+        assert_eq!((r.asked, r.repeated), (16, 12));
         // An answer to a repeated request measures nothing (Karn).
-        r.on_received(10, ms(310));
+        r.on_received(10, ms(380));
         assert_eq!(r.rtt(), ms(50));
         assert_eq!(r.len(), 2);
     }

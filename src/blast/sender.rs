@@ -74,6 +74,11 @@ impl SenderState {
         self.total.is_some_and(|total| self.acknowledged >= total)
     }
 
+    /// Whether a sized transfer has sent every datagram once.
+    pub fn sent_once(&self) -> bool {
+        self.total.is_some_and(|total| self.next_sequence >= total)
+    }
+
     /// Whether a sized transfer has nothing to send until the receiver asks again.
     pub fn idle(&self) -> bool {
         self.total
@@ -93,6 +98,11 @@ impl SenderState {
                 Some((sequence, false))
             }
         }
+    }
+
+    /// Whether a retransmission is owed.
+    pub fn owes(&self) -> bool {
+        !self.retransmit.is_empty()
     }
 
     /// A retransmission still owed, if any (the drain before DONE).

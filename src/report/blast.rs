@@ -115,16 +115,26 @@ fn transfer_lines(out: &mut String, r: &BlastReport) {
         let sent: u64 = sized.iter().map(|s| s.sent + s.retransmitted).sum();
         let again: u64 = sized.iter().map(|s| s.retransmitted).sum();
         let share = |part: u64, whole: u64| 100.0 * part as f64 / whole.max(1) as f64;
+        // The tail: from the moment every datagram had left once to completion.
+        let tail = sized
+            .iter()
+            .filter_map(|s| Some(s.completion_s? - s.sent_once_s?))
+            .fold(None, |worst: Option<f64>, t| {
+                Some(worst.map_or(t, |w| w.max(t)))
+            });
         let _ = writeln!(
             out,
             "transfers  {complete} of {} complete; goodput {} to {} (median {}); redundant \
-             data {:.2} % of received; {:.1} % of what was sent was sent again",
+             data {:.2} % of received; {:.1} % of what was sent was sent again{}",
             sized.len(),
             rate(goodput[0]),
             rate(goodput[goodput.len() - 1]),
             rate(goodput[goodput.len() / 2]),
             share(duplicates, received),
-            share(again, sent)
+            share(again, sent),
+            tail.map_or(String::new(), |t| format!(
+                "; the last losses took up to {t:.2} s after every datagram left once"
+            ))
         );
     }
     let queuing: Vec<u64> = r

@@ -56,6 +56,16 @@ fn sized_transfers_complete_through_loss() {
         let completion = s["completion_s"].as_f64().unwrap();
         assert!(completion > 0.7 && completion < 5.0, "{s}");
         assert!(s["goodput_bps"].as_f64().unwrap() > 6e6, "{s}");
+        // The fixed policy keeps new data at the target rate and sends what is asked again
+        // on top: every datagram left once by sent × 1492 B × 8 / 10 Mbit/s.
+        let sent_once = s["sent_once_s"].as_f64().unwrap();
+        let at_rate = sent * 1492.0 * 8.0 / 10e6;
+        assert!(
+            sent_once > at_rate * 0.97 && sent_once < at_rate * 1.04,
+            "new data at {:.3} Mbit/s, not 10: {s}",
+            sent * 1492.0 * 8.0 / sent_once / 1e6
+        );
+        assert!(completion > sent_once, "{s}");
     }
 }
 
