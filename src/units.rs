@@ -402,6 +402,12 @@ macro_rules! serde_via_string {
 
 crate::serde_via_string!(Duration, Rate, Probability, Bitrate, ByteSize);
 
+/// A number with at most three decimals, without trailing zeros: `5`, `4.975`, `0.5`.
+pub fn trim(x: f64) -> String {
+    let text = format!("{x:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,6 +187,21 @@ impl BlastConfig {
         Self::from_scenario(&Scenario::seed_example())
     }
 
+    /// How long a burst's session holds its port in the model: its sending time; for a
+    /// sized transfer at a rate, what its datagrams take at that rate (its deadline,
+    /// `duration`, bounds the real transfer, and the replay waits for the real end before
+    /// the model's clock goes on, so nothing overtakes it).
+    pub fn holding(&self) -> Duration {
+        match self.size {
+            Some(Size::Bytes(bytes)) if self.rate_bps > 0 => {
+                let data = crate::wire::fasp::data_bytes(self.datagram).max(1) as u64;
+                let bits = bytes.div_ceil(data).max(1) as f64 * f64::from(self.datagram) * 8.0;
+                Duration::from_secs_f64(bits / self.rate_bps as f64).min(self.duration)
+            }
+            _ => self.duration,
+        }
+    }
+
     /// The shortest scaled handshake timeout this run can resolve: [`replay::RESOLUTION`]
     /// plus two round trips of the WAN delay.
     pub fn resolution(&self) -> Duration {
@@ -231,14 +246,14 @@ impl BlastConfig {
             let clients = self.clients.min(MAX_CLIENTS);
             scenario.client.groups.clear();
             scenario.workload.accounts = u64::from(self.accounts.max(1));
-            let holding = SimTime::from_secs_f64(self.duration.as_secs_f64());
+            let holding = SimTime::from_secs_f64(self.holding().as_secs_f64());
             let load = match self.start {
                 Start::Together => Load::Together { clients, holding },
                 Start::Staggered => Load::Staggered {
                     clients,
                     holding,
                     spacing: SimTime::from_nanos(
-                        (self.duration / 2).as_nanos() as u64 / u64::from(clients.max(1)),
+                        (self.holding() / 2).as_nanos() as u64 / u64::from(clients.max(1)),
                     ),
                 },
             };
@@ -705,18 +720,18 @@ pub fn prepare(config: &BlastConfig) -> Result<Prepared, BlastError> {
         Load::Together { clients, .. } => (
             "together",
             format!(
-                "{clients} transfers at once over {} accounts, each sending {} s",
+                "{clients} transfers at once over {} accounts, each {}",
                 config.accounts.max(1),
-                config.duration.as_secs_f64()
+                burst_transfer(config)
             ),
         ),
         Load::Staggered { clients, .. } => (
             "staggered",
             format!(
-                "{clients} transfers over {} accounts, started evenly over {} s, each sending {} s",
+                "{clients} transfers over {} accounts, started evenly over {} s, each {}",
                 config.accounts.max(1),
-                config.duration.as_secs_f64() / 2.0,
-                config.duration.as_secs_f64()
+                crate::units::trim(config.holding().as_secs_f64() / 2.0),
+                burst_transfer(config)
             ),
         ),
     };
@@ -1449,6 +1464,19 @@ async fn drive_here(
 }
 
 /// The clients of a run against `control`: the run's key, rate, datagram size and limits;
+/// What each session of a burst does: sends for a time, or delivers a size by a deadline.
+fn burst_transfer(config: &BlastConfig) -> String {
+    let holding = crate::units::trim(config.holding().as_secs_f64());
+    let deadline = crate::units::trim(config.duration.as_secs_f64());
+    match config.size {
+        Some(Size::Bytes(bytes)) if config.holding() < config.duration => {
+            format!("delivering {bytes} bytes ({holding} s at the rate, deadline {deadline} s)")
+        }
+        Some(Size::Bytes(bytes)) => format!("delivering {bytes} bytes (deadline {deadline} s)"),
+        _ => format!("sending {holding} s"),
+    }
+}
+
 /// `groups` client groups beside the default one, all sending from any local address
 /// through filters that pass everything (where the firewall is not modelled in process).
 fn client_side(
@@ -1472,6 +1500,7 @@ fn client_side(
         policy: config.policy,
         min_rate_bps: config.min_rate_bps,
         size: config.size,
+        deadline: config.duration,
     }
 }
 

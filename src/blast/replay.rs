@@ -160,6 +160,9 @@ pub struct ClientSide {
     pub min_rate_bps: u64,
     /// Sized transfers, delivered completely (`None`: each session sends for its time).
     pub size: Option<super::Size>,
+    /// A burst's sized transfers end by this deadline (the model holds them for what they
+    /// take at the rate).
+    pub deadline: Duration,
 }
 
 /// A session whose client runs.
@@ -291,13 +294,13 @@ impl Driver {
         // A sized session's deadline is its `duration`.
         let (duration, size_bytes) = match self.side.size {
             None => (sending, None),
-            // A burst's sending time is its deadline; a replayed session gets its own.
+            // A burst has its deadline; a replayed session gets its own.
             Some(super::Size::Bytes(bytes)) => match self.schedule.load {
                 crate::workload::Load::Scenario => (
                     super::Size::deadline(bytes, self.side.rate_bps),
                     Some(bytes),
                 ),
-                _ => (sending, Some(bytes)),
+                _ => (self.side.deadline, Some(bytes)),
             },
             Some(super::Size::Holding) => {
                 let bytes = (self.side.rate_bps as f64 / 8.0 * sending.as_secs_f64()) as u64;

@@ -56,7 +56,7 @@ pub fn header_text(h: &Header) -> String {
         out,
         "time       {:.1} s of the model at {}x: about {:.1} s (resolution {:.0} ms)",
         h.model_s,
-        trim(h.time_scale),
+        crate::units::trim(h.time_scale),
         h.expected_s,
         h.resolution_ms
     );
@@ -95,11 +95,6 @@ pub fn header_text(h: &Header) -> String {
         );
     }
     out
-}
-
-fn trim(x: f64) -> String {
-    let text = format!("{x:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Sized transfers and delay-based rate control, summed over the sessions: completion,

@@ -67,6 +67,23 @@ fn sized_transfers_complete_through_loss() {
         );
         assert!(completion > sent_once, "{s}");
     }
+    // The run ends with its transfers, not at their deadline (8.2 s for 1 MB at 10 Mbit/s).
+    let last = report["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["completion_s"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let elapsed = report["elapsed_s"].as_f64().unwrap();
+    assert!(elapsed < last + 2.0, "{elapsed} s for transfers done by {last} s");
+    assert!(
+        report["load_description"]
+            .as_str()
+            .unwrap()
+            .contains("delivering 1000000 bytes (0.837 s at the rate, deadline 8.2 s)"),
+        "{}",
+        report["load_description"]
+    );
 }
 
 /// Four fair sessions, 20 Mbit/s each at most, on a 40 Mbit/s bottleneck: they share it
