@@ -75,7 +75,10 @@ fn sized_transfers_complete_through_loss() {
         .map(|s| s["completion_s"].as_f64().unwrap())
         .fold(0.0, f64::max);
     let elapsed = report["elapsed_s"].as_f64().unwrap();
-    assert!(elapsed < last + 2.0, "{elapsed} s for transfers done by {last} s");
+    assert!(
+        elapsed < last + 2.0,
+        "{elapsed} s for transfers done by {last} s"
+    );
     assert!(
         report["load_description"]
             .as_str()
@@ -240,5 +243,51 @@ fn absurd_rate_control_and_sizes_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty());
+    }
+}
+
+/// The README's way to share a bottleneck with other traffic: `udprange path` runs `serve`
+/// in the server namespace and `blast --server` in the client's, through the router's
+/// delay and bandwidth; sized transfers complete and the fair policy measures the queue.
+#[test]
+fn blast_and_serve_run_through_path() {
+    let Some(_namespaces) = kernel_path() else {
+        return;
+    };
+    let exe = env!("CARGO_BIN_EXE_udprange");
+    let key = "0123456789abcdef";
+    let serve = format!("{exe} serve --listen 198.19.0.1:22 --key {key} --duration 30s");
+    let blast = format!(
+        "sleep 1; exec {exe} blast --server 198.19.0.1:22 --key {key} --clients 2 \
+         --policy fair --rate 20Mbps --size 1MB --format json"
+    );
+    let output = udprange(&[
+        "path",
+        "--delay",
+        "10ms",
+        "--bandwidth",
+        "20Mbit",
+        "--duration",
+        "60s",
+        "--server-exec",
+        &serve,
+        "--",
+        "sh",
+        "-c",
+        &blast,
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("session 2 closed"), "{stderr}");
+    let report = json_of(&output);
+    let sessions = report["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    for s in sessions {
+        assert_eq!(s["complete"], true, "{s}");
+        // Two round trips of 2 x 10 ms at least.
+        assert!(s["handshake_ms"].as_f64().unwrap() >= 40.0, "{s}");
+        assert!(s["queuing_delay_us"]["p50"].as_u64().is_some(), "{s}");
+        // Two sessions share 20 Mbit/s: neither gets more than the path.
+        assert!(s["goodput_bps"].as_f64().unwrap() < 20e6, "{s}");
     }
 }
