@@ -31,6 +31,31 @@
 //!    BYE on the session's TCP connection; acknowledgements on UDP only prove the path. A
 //!    datagram cannot forge a session's final counts.
 //!
+//! ## A transfer on the wire
+//! After PORT, the client sends DATA with sequence numbers from 0, paced at its rate. A
+//! datagram's size (HELLO's `datagram`) counts the IP packet, IP and UDP headers included,
+//! as the vendor's datagram size ("MTU") does: 1492 bytes by default, 1464 of UDP payload.
+//!
+//! - **ACK** (receiver → sender): the first DATA is acknowledged at once (flag `HANDSHAKE`:
+//!   the path is proven), then every 128th and at least every 10 ms while DATA flows. Each
+//!   carries the receiver's counters (`received` distinct datagrams, `missing`,
+//!   `next_expected`, `bytes`) and echoes the send time of the newest DATA it answers; with
+//!   the ACK's own send time that is a one-way delay sample for delay-based rate control.
+//! - **NACK** (receiver → sender): ranges of missing sequence numbers. A range is asked for
+//!   when its gap shows (a later sequence number arrived, or a DONE said how many were
+//!   sent), and asked again only after a measured round trip without it (three times at
+//!   that interval, then doubling); never more than the receiver tracks (4096 per session).
+//! - The sender answers each NACK once per sequence number: a number already queued for
+//!   retransmission is not queued twice, and numbers it never sent are ignored. A sized
+//!   transfer sends nothing blindly: after every datagram left once, it sends only what is
+//!   asked for.
+//! - **DONE** (sender → receiver): `sent` and `retransmitted`. A sized transfer sends one
+//!   every 10 ms once every datagram left once; the receiver answers with the requests due
+//!   and an ACK. The transfer is complete when an ACK's `received` reaches the size in
+//!   datagrams. A transfer that sends for a time sends DONE at its end, until an ACK with
+//!   flag `FINAL` (the receiver's last counts) comes back.
+//! - **BYE / FINAL** (control connection): the receiver's final counts and latency.
+//!
 //! Tokens protect against peers that can send but not read the session's traffic (anyone on
 //! the same host or path without capture rights). A `--pcap` file holds tokens; it is a
 //! record of a finished run, whose tokens are dead.
