@@ -13,7 +13,7 @@
 //! - With `--queue-bypass`, a delay process that is gone silently removes the delay: the
 //!   thread records whether it ran to the end, and [`queue_status`] reads the kernel's own
 //!   view (`/proc/net/netfilter/nfnetlink_queue`: bound port id, drops) for the report.
-//! - The `nfq` crate does not expose its socket; [`netlink_fd`] finds it among this
+//! - The `nfq` crate does not expose its socket; `netlink_fd` finds it among this
 //!   process's descriptors, so the thread can sleep in `ppoll` until a packet arrives or one
 //!   is due, and can enlarge the socket's receive buffer (a lost netlink message is a packet
 //!   that never gets its verdict).
