@@ -1756,9 +1756,6 @@ pub fn ruleset(
     Ok(out)
 }
 
-/// The control ("SSH") port inside the server namespace when none is asked for.
-const NETNS_CONTROL_PORT: Port = 22;
-
 async fn run_netns(
     config: &BlastConfig,
     prepared: &Prepared,
@@ -1792,7 +1789,7 @@ async fn run_netns(
     let notes = netns::remove_leftovers();
     let mut hosts = TestHosts::create()?;
     let control_port = match config.control_port {
-        0 => NETNS_CONTROL_PORT,
+        0 => crate::model::ControlPort::for_os(config.server.os, None).port,
         port => port,
     };
     for (addr, _) in &group_hosts {

@@ -153,10 +153,10 @@ pub struct SizingArgs {
     #[arg(long)]
     pub no_udp_port_reuse: bool,
 
-    /// TCP control port (SSH). Default 22; the vendor recommends 33001.
-    /// Example: --ssh-port 33001
-    #[arg(long, allow_hyphen_values = true, value_name = "PORT", default_value = "22", value_parser = parse_port_flag)]
-    pub ssh_port: Port,
+    /// TCP control port (SSH) the client connects to (default by --os: 33001 for windows,
+    /// the vendor's; 22, SSH's, for the others). Example: --ssh-port 33001
+    #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_port_flag)]
+    pub ssh_port: Option<Port>,
 
     /// Also open the Vlink UDP port 55001 (multicast between servers). Off by default.
     /// Example: --vlink
@@ -425,9 +425,10 @@ pub struct BlastArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_port_flag)]
     pub base_port: Option<Port>,
 
-    /// TCP control ("SSH") port of the emulator on 127.0.0.1; 0 picks a free one (default:
-    /// the file's, else 0). Example: --control-port 2222
-    #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_control_port)]
+    /// TCP control ("SSH") port of the emulator (default: the file's; else with --backend
+    /// netns the OS's, 33001 for windows and 22 for the others, and on loopback a free one
+    /// on 127.0.0.1; 0 picks a free one). Example: --ssh-port 2222
+    #[arg(long, visible_alias = "ssh-port", allow_hyphen_values = true, value_name = "PORT", value_parser = parse_control_port)]
     pub control_port: Option<Port>,
 
     /// Datagram size: the IP packet, IP and UDP headers included, as the vendor's datagram
@@ -689,6 +690,11 @@ pub struct ServeArgs {
     /// control port: 33001 for windows, 22 otherwise). Example: --listen 0.0.0.0:33001
     #[arg(long, allow_hyphen_values = true, value_name = "ADDR:PORT", value_parser = parse_listen)]
     pub listen: Option<std::net::SocketAddrV4>,
+
+    /// TCP control port on 127.0.0.1 (default by OS: 33001 for windows, 22 otherwise); with
+    /// another address, give --listen ADDR:PORT instead. Example: --ssh-port 2222
+    #[arg(long, allow_hyphen_values = true, value_name = "PORT", value_parser = parse_port_flag, conflicts_with = "listen")]
+    pub ssh_port: Option<Port>,
 
     /// The key clients must present (16 hex digits, or any text both sides share); default:
     /// a random one, printed at start. Example: --key s3cret

@@ -128,7 +128,7 @@ fn needed(args: &AuditArgs) -> Result<(PortRange, Port, String), UsageError> {
     let range = PortRange::new(recommended.first, recommended.last)
         .map_err(|e| UsageError(e.to_string()))?;
     let control = match scenario.traffic.control_port {
-        0 => args.sizing.ssh_port,
+        0 => crate::model::ControlPort::for_os(scenario.server.os, args.sizing.ssh_port).port,
         port => port,
     };
     Ok((

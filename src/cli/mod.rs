@@ -236,7 +236,8 @@ fn blame(args: &SizingArgs, e: PlanError) -> UsageError {
 /// Plans for the flags: random load when a load is given, else the fixed workload.
 fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
     let server = server_spec(args)?;
-    let requirements = |range: PortRange| Requirements::new(args.ssh_port, range, args.vlink);
+    let control = crate::model::ControlPort::for_os(server.os, args.ssh_port);
+    let requirements = |range: PortRange| Requirements::new(control.port, range, args.vlink);
     let base = |ports_needed, udp_range: PortRange, occupied_in_range| PlanReport {
         os: server.os,
         sharing: server.rule(),
@@ -248,7 +249,8 @@ fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
         ports_needed,
         udp_range: udp_range.into(),
         occupied_in_range,
-        tcp_control_port: args.ssh_port,
+        tcp_control_port: control.port,
+        tcp_control_port_why: control.why.clone(),
         vlink_port: args.vlink.then_some(crate::firewall::VLINK_PORT),
         stochastic: None,
         client_openings: Vec::new(),
@@ -353,6 +355,7 @@ fn rules_text(args: &RulesArgs) -> Result<String, UsageError> {
             },
             report.tcp_control_port
         ),
+        format!("control port: {}", report.tcp_control_port_why),
     ];
     rules::render(&set, args.syntax).map_err(|e| {
         UsageError::flag(
@@ -387,7 +390,18 @@ mod tests {
         let (code, out, err) = run_args(&["plan", "--os", "windows", "--concurrent", "10"]);
         assert_eq!((code, err.as_str()), (0, ""));
         assert!(out.contains("UDP 33001-33010"), "{out}");
-        assert!(out.contains("TCP 22"), "{out}");
+        // The seed: "TCP/33001 by default, when connecting to a Windows server".
+        assert!(
+            out.contains("TCP 33001         control: a Windows server's default"),
+            "{out}"
+        );
+        let (_, out, _) = run_args(&["plan", "--os", "linux"]);
+        assert!(out.contains("TCP 22            control: SSH"), "{out}");
+        let (_, out, _) = run_args(&["plan", "--ssh-port", "2222"]);
+        assert!(
+            out.contains("TCP 2222          control: --ssh-port 2222, as given"),
+            "{out}"
+        );
     }
 
     #[test]

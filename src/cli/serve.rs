@@ -52,15 +52,6 @@ fn description(args: &ServeArgs) -> Result<ServerDescription, UsageError> {
     Ok(server)
 }
 
-/// The control port a server of this OS listens on by default: the vendor's 33001 on
-/// Windows, the SSH port elsewhere.
-pub fn default_control_port(os: ServerOs) -> u16 {
-    match os {
-        ServerOs::Windows => 33001,
-        _ => 22,
-    }
-}
-
 fn line(format: Format, text: String, json: serde_json::Value) {
     let mut out = std::io::stdout();
     let _ = match format {
@@ -121,10 +112,14 @@ fn event_line(format: Format, event: &SessionEvent) {
 
 pub(super) fn serve(args: &ServeArgs) -> Result<Outcome, UsageError> {
     let description = description(args)?;
-    let listen = args.listen.unwrap_or(SocketAddrV4::new(
-        Ipv4Addr::LOCALHOST,
-        default_control_port(description.os),
-    ));
+    let control = crate::model::ControlPort::for_os(description.os, args.ssh_port);
+    let (listen, control_why) = match args.listen {
+        Some(listen) => (listen, format!("--listen {listen}, as given")),
+        None => (
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, control.port),
+            control.why,
+        ),
+    };
     let (key, chosen) = match args.key {
         Some(key) => (key, true),
         None => (server::new_secret(), false),
@@ -155,10 +150,11 @@ pub(super) fn serve(args: &ServeArgs) -> Result<Outcome, UsageError> {
         line(
             format,
             format!(
-                "udprange serve: {} server ({}) on {}, UDP {udp}, at most {} sessions, key {}",
+                "udprange serve: {} server ({}) on {} ({}), UDP {udp}, at most {} sessions, key {}",
                 description.os,
                 description.rule().describe(),
                 server.control_addr(),
+                control_why,
                 args.max_sessions,
                 if chosen {
                     "as given".to_string()
@@ -167,7 +163,7 @@ pub(super) fn serve(args: &ServeArgs) -> Result<Outcome, UsageError> {
                 }
             ),
             serde_json::json!({"event": "listening", "os": description.os.name(),
-                "control": server.control_addr().to_string(), "udp": udp,
+                "control": server.control_addr().to_string(), "control_why": control_why, "udp": udp,
                 "max_sessions": args.max_sessions,
                 "key": if chosen { None } else { Some(format!("{key:016x}")) }}),
         );

@@ -29,10 +29,7 @@ use crate::model::{Port, PortRange};
 
 /// The vendor's default Vlink UDP port (multicast between servers).
 pub const VLINK_PORT: Port = 55001;
-/// SSH's port, the default control port.
-pub const SSH_PORT: Port = 22;
-/// The control port the vendor recommends instead of 22.
-pub const VENDOR_CONTROL_PORT: Port = 33001;
+pub use crate::model::{SSH_PORT, VENDOR_CONTROL_PORT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

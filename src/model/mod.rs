@@ -9,6 +9,9 @@ mod server;
 
 pub use allocator::{AllocError, AllocatorConfig, Closed, PortAllocator};
 pub use first_fit::FirstFitSet;
-pub use os::{AccountId, PortKey, ServerOs, SessionId, SessionRef, SharingRule, UnknownOs};
+pub use os::{
+    AccountId, ControlPort, PortKey, SSH_PORT, ServerOs, SessionId, SessionRef, SharingRule,
+    UnknownOs, VENDOR_CONTROL_PORT,
+};
 pub use range::{MAX_PORT, Port, PortBounds, PortRange, RangeError, parse_port};
 pub use server::Server;

@@ -49,6 +49,48 @@ impl fmt::Display for ServerOs {
     }
 }
 
+/// SSH's port: the control port of a server other than Windows, unless configured otherwise.
+pub const SSH_PORT: u16 = 22;
+/// The vendor's control port: a Windows server's default, and the one the vendor recommends
+/// instead of SSH's 22 on the others.
+pub const VENDOR_CONTROL_PORT: u16 = 33001;
+
+/// The TCP control port a client connects to, and why that one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlPort {
+    pub port: u16,
+    pub why: String,
+}
+
+impl ControlPort {
+    /// The port `given` (`--ssh-port`), else the OS's default: "TCP/33001 by default, when
+    /// connecting to a Windows server, or on another non-default port for other server
+    /// operating systems" (the seed), SSH's 22 on those.
+    pub fn for_os(os: ServerOs, given: Option<u16>) -> Self {
+        match given {
+            Some(port) => Self {
+                port,
+                why: format!("--ssh-port {port}, as given"),
+            },
+            None if os == ServerOs::Windows => Self {
+                port: VENDOR_CONTROL_PORT,
+                why: format!(
+                    "a Windows server's default control port (TCP/{VENDOR_CONTROL_PORT}); \
+                     --ssh-port changes it"
+                ),
+            },
+            None => Self {
+                port: SSH_PORT,
+                why: format!(
+                    "SSH (TCP/{SSH_PORT}), a {os} server's default; the vendor recommends \
+                     {VENDOR_CONTROL_PORT} (--ssh-port {VENDOR_CONTROL_PORT} if the server \
+                     listens there)"
+                ),
+            },
+        }
+    }
+}
+
 /// An OS name that is not one of windows, macos, freebsd, linux.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown server OS '{0}' (expected windows, macos, freebsd or linux)")]
@@ -169,5 +211,18 @@ mod tests {
         for os in ServerOs::ALL {
             assert_eq!(os.to_string().parse(), Ok(os));
         }
+    }
+
+    #[test]
+    fn the_control_port_follows_the_os_unless_given() {
+        assert_eq!(ControlPort::for_os(ServerOs::Windows, None).port, 33001);
+        for os in [ServerOs::Macos, ServerOs::Freebsd, ServerOs::Linux] {
+            let control = ControlPort::for_os(os, None);
+            assert_eq!(control.port, 22);
+            assert!(control.why.contains(os.name()), "{control:?}");
+        }
+        let given = ControlPort::for_os(ServerOs::Windows, Some(2222));
+        assert_eq!(given.port, 2222);
+        assert_eq!(given.why, "--ssh-port 2222, as given");
     }
 }

@@ -65,6 +65,8 @@ pub struct PlanReport {
     pub udp_range: UdpRange,
     pub occupied_in_range: Vec<Port>,
     pub tcp_control_port: Port,
+    /// Why that control port (the OS's default, or `--ssh-port`).
+    pub tcp_control_port_why: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlink_port: Option<Port>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -145,7 +147,12 @@ impl Export for PlanReport {
             )
             .unwrap();
         }
-        writeln!(w, "  TCP {:<13} control (SSH)", self.tcp_control_port).unwrap();
+        writeln!(
+            w,
+            "  TCP {:<13} control: {}",
+            self.tcp_control_port, self.tcp_control_port_why
+        )
+        .unwrap();
         if let Some(vlink) = self.vlink_port {
             writeln!(w, "  UDP {vlink:<13} Vlink multicast (server side)").unwrap();
         }

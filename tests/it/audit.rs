@@ -63,7 +63,7 @@ fn too_narrow_is_missing_and_exit_1() {
         r["summary"]
             .as_str()
             .unwrap()
-            .starts_with("insufficient: the ruleset drops UDP 33009-33010; this load needs UDP 33001-33010 and TCP 22")
+            .starts_with("insufficient: the ruleset drops UDP 33009-33010; this load needs UDP 33001-33010 and TCP 33001")
     );
     // The text report says the same.
     let text = udprange(&["audit", &file, "--iif", "eth0"]);
@@ -82,7 +82,7 @@ fn too_narrow_is_missing_and_exit_1() {
 fn too_wide_is_extra_and_a_finding() {
     let wide = TempFile::new(
         "wide.rules",
-        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 22 -j ACCEPT\n-A FORWARD -p udp --dport 33001:34000 -j ACCEPT\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -s 198.18.0.0/16 -p udp -m multiport --dports 33001:33010 -j ACCEPT\nCOMMIT\n",
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 33001 -j ACCEPT\n-A FORWARD -p udp --dport 33001:34000 -j ACCEPT\n-A INPUT -p tcp --dport 33001 -j ACCEPT\n-A INPUT -s 198.18.0.0/16 -p udp -m multiport --dports 33001:33010 -j ACCEPT\nCOMMIT\n",
     );
     let output = udprange(&["audit", wide.path(), "--format", "json"]);
     assert_eq!(output.status.code(), Some(0));
@@ -122,7 +122,7 @@ fn too_wide_is_extra_and_a_finding() {
 fn undecidable_matches_are_named_and_exit_3() {
     let by_interface = TempFile::new(
         "iface.rules",
-        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i eth0 -p tcp --dport 22 -j ACCEPT\n-A FORWARD -i eth0 -p udp --dport 33001:33010 -j ACCEPT\nCOMMIT\n",
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i eth0 -p tcp --dport 33001 -j ACCEPT\n-A FORWARD -i eth0 -p udp --dport 33001:33010 -j ACCEPT\nCOMMIT\n",
     );
     let output = udprange(&["audit", by_interface.path(), "--format", "json"]);
     assert_eq!(output.status.code(), Some(3));
@@ -188,7 +188,7 @@ fn confirm_agrees_with_the_kernel() {
     let before = crate::common::netns_list();
     let wide = TempFile::new(
         "wide-confirm.rules",
-        "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -s 198.18.0.0/16 -p udp -m multiport --dports 33001:33008,40000:40100 -j ACCEPT\nCOMMIT\n",
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 33001 -j ACCEPT\n-A INPUT -s 198.18.0.0/16 -p udp -m multiport --dports 33001:33008,40000:40100 -j ACCEPT\nCOMMIT\n",
     );
     let corp_nft = format!("{DATA}/corp.nft");
     let corp_json = format!("{DATA}/corp.json");

@@ -36,7 +36,7 @@ fn seed_example_text() {
     assert!(output.status.success());
     let text = stdout(&output);
     assert!(text.contains("UDP 33001-33010"), "{text}");
-    assert!(text.contains("TCP 22"), "{text}");
+    assert!(text.contains("TCP 33001"), "{text}");
     assert!(stderr(&output).is_empty());
 }
 
@@ -89,7 +89,24 @@ fn json_plan_per_os() {
         let value = json(&[&["plan", "--format", "json"], args].concat());
         assert_eq!(value["ports_needed"], ports, "{args:?}");
         assert_eq!(range_of(&value), range, "{args:?}");
-        assert_eq!(value["tcp_control_port"], 22);
+        // The seed's control port: 33001 for a Windows server (the default OS), SSH's 22 else.
+        let windows = value["os"] == "windows";
+        assert_eq!(
+            value["tcp_control_port"],
+            if windows { 33001 } else { 22 },
+            "{args:?}"
+        );
+        assert!(
+            value["tcp_control_port_why"]
+                .as_str()
+                .unwrap()
+                .starts_with(if windows {
+                    "a Windows server's default"
+                } else {
+                    "SSH (TCP/22)"
+                }),
+            "{value}"
+        );
     }
 }
 

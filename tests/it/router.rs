@@ -19,7 +19,7 @@ table inet corp {
 \tchain forward {
 \t\ttype filter hook forward priority filter; policy drop;
 \t\tct state established,related accept
-\t\ttcp dport 22 accept
+\t\ttcp dport 33001 accept
 \t\tudp dport 33001-33008 accept
 \t}
 }
@@ -33,7 +33,7 @@ const NARROW_IPTABLES: &str = "\
 :FORWARD DROP [0:0]
 :OUTPUT ACCEPT [0:0]
 -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -p tcp -m tcp --dport 22 -j ACCEPT
+-A FORWARD -p tcp -m tcp --dport 33001 -j ACCEPT
 -A FORWARD -p udp -m multiport --dports 33001:33008 -j ACCEPT
 COMMIT
 ";
@@ -132,7 +132,7 @@ fn a_ruleset_on_the_client_or_the_server() {
     };
     let wide = TempFile::new(
         "wide.nft",
-        "table inet host {\n\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n\t\tct state established,related accept\n\t\ttcp dport 22 accept\n\t\tudp dport 33001-33100 accept\n\t}\n}\n",
+        "table inet host {\n\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n\t\tct state established,related accept\n\t\ttcp dport 33001 accept\n\t\tudp dport 33001-33100 accept\n\t}\n}\n",
     );
     let report = blast_with(
         wide.path(),
@@ -156,7 +156,7 @@ fn a_ruleset_on_the_client_or_the_server() {
 
     let no_control = TempFile::new(
         "no-control.rules",
-        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j DROP\nCOMMIT\n",
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 33001 -j DROP\nCOMMIT\n",
     );
     let report = blast_with(
         no_control.path(),
@@ -174,7 +174,7 @@ fn a_ruleset_on_the_client_or_the_server() {
     );
     let summary = report["verdict"]["summary"].as_str().unwrap();
     assert!(
-        summary.contains("drops the control connection (TCP 22"),
+        summary.contains("drops the control connection (TCP 33001"),
         "{summary}"
     );
     assert!(

@@ -49,7 +49,9 @@ fn blast_against_a_server_of_its_own_tests_the_path_between_them() {
     ]);
     assert!(
         first.starts_with("udprange serve: windows server")
-            && first.contains("on 127.0.0.1:64511, UDP 64101-64400"),
+            && first.contains(
+                "on 127.0.0.1:64511 (--listen 127.0.0.1:64511, as given), UDP 64101-64400"
+            ),
         "{first}"
     );
 
@@ -210,4 +212,54 @@ fn serve_writes_json_lines_and_ends_on_its_own() {
     );
     assert_eq!(*kinds.last().unwrap(), "stopped");
     assert_eq!(events.last().unwrap()["why"], "--duration is over");
+}
+
+/// The control port follows the OS (the seed: TCP/33001 for a Windows server, SSH's 22
+/// for the others) unless --ssh-port or --listen says otherwise; the first line says why.
+#[test]
+fn the_control_port_is_chosen_by_os_and_explained() {
+    let (mut child, _, first) = serve(&["--os", "macos", "--ssh-port", "64512", "--key", "k"]);
+    assert!(
+        first.contains("on 127.0.0.1:64512 (--ssh-port 64512, as given)"),
+        "{first}"
+    );
+    sigint(&child);
+    assert!(child.wait().unwrap().success());
+    let output = udprange(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:64513",
+        "--ssh-port",
+        "64514",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--ssh-port"), "{stderr}");
+    // The OS's own default, on a port that is free here (a root test machine rarely runs
+    // anything on 33001; when it does, the error names the address instead).
+    let output = udprange(&[
+        "serve",
+        "--os",
+        "windows",
+        "--duration",
+        "0.2s",
+        "--format",
+        "json",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        let first: serde_json::Value =
+            serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        assert_eq!(first["control"], "127.0.0.1:33001");
+        assert!(
+            first["control_why"]
+                .as_str()
+                .unwrap()
+                .starts_with("a Windows server's default control port (TCP/33001)"),
+            "{first}"
+        );
+    } else {
+        assert!(stderr.contains("127.0.0.1:33001"), "{stderr}");
+    }
 }
