@@ -27,6 +27,7 @@
 //! ```
 
 mod raw;
+pub mod translog;
 mod trace;
 
 use std::fmt;
