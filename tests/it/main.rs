@@ -19,6 +19,7 @@ mod replay;
 mod router;
 mod scenario_properties;
 mod serve;
+mod shell;
 mod simulate_cli;
 mod simulator;
 mod terminal;
