@@ -14,6 +14,7 @@ mod firewall_tools;
 mod hostile;
 mod netns_cleanup;
 mod per_account_model;
+mod plots;
 mod properties;
 mod replay;
 mod router;
