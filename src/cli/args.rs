@@ -1,5 +1,5 @@
 //! The clap definitions: every flag, its help text, default and example. Completions and the
-//! man page are generated from these same definitions.
+//! man pages are generated from these same definitions.
 // The doc comments are the command line's help text: `[expect]`, `[server]` name sections of
 // a scenario file, not items.
 #![allow(rustdoc::broken_intra_doc_links)]
@@ -7,7 +7,9 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+
+use super::choices::{Choice, CommandName};
 
 use crate::blast::Size;
 use crate::blast::netns::WanPath;
@@ -97,8 +99,23 @@ pub enum Command {
         /// Shell to generate for, e.g. `udprange completions bash > /etc/bash_completion.d/udprange`.
         shell: clap_complete::Shell,
     },
-    /// The man page (roff) on stdout, e.g. `udprange man > udprange.1`.
-    Man,
+    /// Man pages (roff): udprange's own on stdout, or a command's, or all of them into a
+    /// directory, e.g. `udprange man plan | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print, udprange-COMMAND(1); udprange(1) when omitted.
+    /// Example: udprange man plan > udprange-plan.1
+    #[arg(value_name = "COMMAND", value_parser = CommandName, conflicts_with = "dir")]
+    pub command: Option<String>,
+
+    /// Write every page, udprange.1 and udprange-COMMAND.1 for each command, into DIR (made
+    /// if missing) instead of printing one; none by default.
+    /// Example: --dir /usr/local/share/man/man1
+    #[arg(long, allow_hyphen_values = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub dir: Option<PathBuf>,
 }
 
 /// The server, the workload and the openings: shared by `plan` and `rules`.
@@ -106,7 +123,7 @@ pub enum Command {
 pub struct SizingArgs {
     /// Server OS: windows, macos, freebsd or linux. Decides which sessions share a port.
     /// Example: --os macos
-    #[arg(long, allow_hyphen_values = true, default_value = "windows", value_parser = parse_os)]
+    #[arg(long, allow_hyphen_values = true, default_value = "windows", value_parser = Choice::all(parse_os))]
     pub os: ServerOs,
 
     /// First UDP port the server hands out. Example: --base-port 33001
@@ -207,7 +224,7 @@ pub struct PlanArgs {
     pub sizing: SizingArgs,
 
     /// Output format: text, json (one object) or csv (the table). Example: --format json
-    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = Choice::all(parse_format))]
     pub format: Format,
 }
 
@@ -218,12 +235,12 @@ pub struct RulesArgs {
 
     /// Rule syntax: nftables, iptables (restore format), powershell (New-NetFirewallRule)
     /// or pf. Example: --syntax iptables
-    #[arg(long, allow_hyphen_values = true, default_value = "nftables", value_parser = parse_syntax)]
+    #[arg(long, allow_hyphen_values = true, default_value = "nftables", value_parser = Choice::all(parse_syntax))]
     pub syntax: Syntax,
 
     /// Whose firewall: client (outbound to the server) or server (inbound from clients).
     /// Example: --side server
-    #[arg(long, allow_hyphen_values = true, default_value = "client", value_parser = parse_side)]
+    #[arg(long, allow_hyphen_values = true, default_value = "client", value_parser = Choice::all(parse_side))]
     pub side: Side,
 
     /// Restrict the rules to this address or network: the server on the client side, the
@@ -248,7 +265,7 @@ pub struct SimulateArgs {
     pub scenario: Option<PathBuf>,
 
     /// Output format: text, json (one object) or csv (the blocking table). Example: --format json
-    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = Choice::all(parse_format))]
     pub format: Format,
 
     /// Also write an SVG plot: blocking by range size (log scale) and ports held over time;
@@ -322,7 +339,7 @@ pub struct MergeArgs {
     pub parts: Vec<PathBuf>,
 
     /// Output format: text, json (one object) or csv (the blocking table). Example: --format json
-    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = Choice::all(parse_format))]
     pub format: Format,
 
     /// Also write an SVG plot, as `simulate --plot`; none by default. Example: --plot blocking.svg
@@ -391,7 +408,7 @@ pub struct BlastArgs {
     /// in proportion above it), high (a 40 ms target, faster: more than a fair share) or low
     /// (5 ms, slower: yields to other traffic); default: the file's, else fixed.
     /// Example: --policy fair
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_policy)]
+    #[arg(long, allow_hyphen_values = true, value_parser = Choice::all(parse_policy))]
     pub policy: Option<Policy>,
 
     /// Deliver each transfer completely: BYTES of payload per session (e.g. 6MB), or
@@ -417,7 +434,7 @@ pub struct BlastArgs {
     /// Instead of the workload, a burst of --clients transfers started together or
     /// staggered over the first half of --duration (default: the file's [traffic].start;
     /// without one blast replays [workload]). Example: --start staggered
-    #[arg(long, allow_hyphen_values = true, value_name = "WHEN", value_parser = parse_start)]
+    #[arg(long, allow_hyphen_values = true, value_name = "WHEN", value_parser = Choice::all(parse_start))]
     pub start: Option<Start>,
 
     /// First UDP port the server hands out (default: the file's, else 33001).
@@ -447,7 +464,7 @@ pub struct BlastArgs {
     /// rulesets of `udprange rules --default-drop` on client and server, or --ruleset; the
     /// WAN flags shape the router; needs root, ip, nft, tc, iptables, ethtool). Default
     /// loopback. Example: --backend netns
-    #[arg(long, allow_hyphen_values = true, default_value = "loopback", value_parser = parse_backend)]
+    #[arg(long, allow_hyphen_values = true, default_value = "loopback", value_parser = Choice::all(parse_backend))]
     pub backend: BackendName,
 
     #[command(flatten)]
@@ -475,7 +492,7 @@ pub struct BlastArgs {
     pub pcap_limit: u64,
 
     /// Output format: text, json (one object) or csv (the session table). Example: --format json
-    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = Choice::all(parse_format))]
     pub format: Format,
 }
 
@@ -514,7 +531,7 @@ pub struct WanArgs {
 
     /// Where --ruleset goes: router (forward hook, default), client (output) or server
     /// (input). Example: --ruleset-at client
-    #[arg(long, allow_hyphen_values = true, value_name = "HOST", value_parser = parse_host)]
+    #[arg(long, allow_hyphen_values = true, value_name = "HOST", value_parser = Choice::all(parse_host))]
     pub ruleset_at: Option<Host>,
 }
 
@@ -605,7 +622,7 @@ pub struct AuditArgs {
     /// Where the ruleset sits: client (output and postrouting hooks), router (prerouting,
     /// forward, postrouting; the default) or server (prerouting, input).
     /// Example: --at client
-    #[arg(long, allow_hyphen_values = true, value_name = "HOST", default_value = "router", value_parser = parse_host)]
+    #[arg(long, allow_hyphen_values = true, value_name = "HOST", default_value = "router", value_parser = Choice::all(parse_host))]
     pub at: Host,
 
     /// Scenario file: the UDP range it needs is what `simulate` recommends for it, instead of
@@ -652,7 +669,7 @@ pub struct AuditArgs {
     pub sizing: SizingArgs,
 
     /// Output format: text or json (one object). Example: --format json
-    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = Choice::only(&[Format::Text, Format::Json], parse_format))]
     pub format: Format,
 }
 
@@ -665,7 +682,7 @@ pub struct ServeArgs {
 
     /// Server OS: windows, macos, freebsd or linux (default: the file's, else windows).
     /// Example: --os macos
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_os)]
+    #[arg(long, allow_hyphen_values = true, value_parser = Choice::all(parse_os))]
     pub os: Option<ServerOs>,
 
     /// First UDP port handed out (default: the file's, else 33001). Example: --base-port 40001
@@ -717,7 +734,7 @@ pub struct ServeArgs {
 
     /// Output format: text (a line per session) or json (one JSON object per line); default
     /// text. Example: --format json
-    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = parse_format)]
+    #[arg(long, allow_hyphen_values = true, default_value = "text", value_parser = Choice::only(&[Format::Text, Format::Json], parse_format))]
     pub format: Format,
 }
 
@@ -750,7 +767,7 @@ fn parse_listen(text: &str) -> Result<std::net::SocketAddrV4, String> {
 }
 
 /// `blast --backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendName {
     Loopback,
     Netns,

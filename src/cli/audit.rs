@@ -139,13 +139,6 @@ fn needed(args: &AuditArgs) -> Result<(PortRange, Port, String), UsageError> {
 }
 
 pub(super) fn audit(args: &AuditArgs) -> Result<Outcome, UsageError> {
-    if args.format == Format::Csv {
-        return Err(UsageError::flag(
-            "--format",
-            "csv",
-            "audit writes text or json",
-        ));
-    }
     let ruleset = UserRuleset::read(&args.ruleset).map_err(|e| UsageError(e.to_string()))?;
     let (needed, control_port, needed_from) = needed(args)?;
     let model = model(&ruleset)?;

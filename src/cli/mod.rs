@@ -10,6 +10,8 @@
 mod args;
 mod audit;
 mod blast;
+mod choices;
+mod man;
 mod output;
 mod path;
 mod serve;
@@ -22,8 +24,8 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 pub use args::{
-    BackendName, BlastArgs, CheckArgs, Cli, Command, MergeArgs, PeerArg, PlanArgs, RulesArgs,
-    SimulateArgs, SizingArgs, ThreadsArg,
+    BackendName, BlastArgs, CheckArgs, Cli, Command, ManArgs, MergeArgs, PeerArg, PlanArgs,
+    RulesArgs, SimulateArgs, SizingArgs, ThreadsArg,
 };
 pub use output::OutputFile;
 
@@ -121,8 +123,9 @@ fn clap_error(e: clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             let _ = write!(out, "{}", e.render());
             EXIT_OK
         }
+        // `udprange` alone: a reminder, not the full help.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = write!(err, "{}", e.render());
+            let _ = write!(err, "{}", short_usage());
             EXIT_USAGE
         }
         _ => {
@@ -134,6 +137,28 @@ fn clap_error(e: clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             EXIT_USAGE
         }
     }
+}
+
+/// What `udprange` with no command prints on stderr: the usage line, the commands and where
+/// the help is, in a few lines.
+fn short_usage() -> String {
+    let mut text = String::from("Usage: udprange <COMMAND> [OPTIONS]\n");
+    let mut line = String::from("Commands:");
+    for name in choices::CommandName::names() {
+        if line.len() + 1 + name.len() > 80 {
+            text.push_str(&line);
+            text.push('\n');
+            line = " ".repeat("Commands:".len());
+        }
+        line.push(' ');
+        line.push_str(&name);
+    }
+    text.push_str(&line);
+    text.push_str(
+        "\n'udprange help' says what each command does; 'udprange <COMMAND> --help' lists its \
+         flags.\nExample: udprange plan --os windows --concurrent 10\n",
+    );
+    text
 }
 
 /// The first paragraph of a clap message, folded onto one line.
@@ -166,15 +191,7 @@ fn execute(command: &Command) -> Result<Outcome, UsageError> {
                 String::from_utf8(buffer).expect("completions are UTF-8"),
             ))
         }
-        Command::Man => {
-            let mut buffer = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut buffer)
-                .expect("rendering to memory cannot fail");
-            Ok(Outcome::text(
-                String::from_utf8(buffer).expect("man page is UTF-8"),
-            ))
-        }
+        Command::Man(args) => man::man(args),
     }
 }
 

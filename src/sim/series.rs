@@ -14,11 +14,13 @@ pub struct OccupancySeries {
     area: Vec<f64>,
 }
 
+/// Width of the buckets before any doubling: 2^20 ns ≈ 1 ms.
+const FIRST_SHIFT: u32 = 20;
+
 impl Default for OccupancySeries {
     fn default() -> Self {
         Self {
-            // 2^20 ns ≈ 1 ms.
-            width_shift: 20,
+            width_shift: FIRST_SHIFT,
             area: Vec::new(),
         }
     }
@@ -26,6 +28,9 @@ impl Default for OccupancySeries {
 
 impl OccupancySeries {
     pub const BUCKETS: usize = 256;
+    /// Width of a bucket, in seconds, while a series has never doubled it: the width of a
+    /// series of one point.
+    pub const FIRST_WIDTH_S: f64 = (1u64 << FIRST_SHIFT) as f64 / 1e9;
 
     /// `held` ports were held from `from` to `to`.
     pub fn add(&mut self, from: SimTime, to: SimTime, held: usize) {

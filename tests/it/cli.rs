@@ -272,7 +272,9 @@ fn completions_and_man_page_come_from_the_flags() {
 
 #[test]
 fn every_flag_documents_default_and_example() {
-    for command in ["plan", "rules", "simulate", "check", "merge", "blast"] {
+    for command in [
+        "plan", "rules", "simulate", "check", "merge", "blast", "man",
+    ] {
         let help = stdout(&udprange(&[command, "--help"]));
         // Each flag's block: from its line (indented less than the help text) to the next.
         let mut blocks: Vec<String> = Vec::new();
