@@ -19,6 +19,7 @@ use crate::firewall::ruleset::{Host, UserRuleset};
 use crate::firewall::{Peer, Side};
 use crate::limits;
 use crate::model::{Port, PortRange, ServerOs, parse_port};
+use crate::plan::logsize::LogSide;
 use crate::report::Format;
 use crate::scenario::Start;
 use crate::sim::Shard;
@@ -199,6 +200,33 @@ pub struct SizingArgs {
     /// Example: --target-blocking 0.1%
     #[arg(long, allow_hyphen_values = true, value_name = "P", default_value = "0.001", value_parser = parse_probability)]
     pub target_blocking: Probability,
+
+    /// Size from the server's own transfer logs instead of --concurrent or a load: the
+    /// transfer log (aspera-scp-transfer.log) or its syslog form, any number of files; the
+    /// peak of ports the OS rule needed at once for the sessions they show. None by default.
+    /// Example: --from-log /var/log/aspera-scp-transfer.log
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = ["concurrent", "offered_load", "arrival_rate", "mean_duration", "accounts", "sessions_per_transfer"])]
+    pub from_log: Vec<PathBuf>,
+
+    /// With --from-log: headroom on top of the log's peak, 0%-1000% (default 0%).
+    /// Example: --growth 30%
+    #[arg(long, allow_hyphen_values = true, value_name = "PCT", value_parser = parse_growth, requires = "from_log")]
+    pub growth: Option<f64>,
+
+    /// With --from-log: which end the transfer server is, server (local= is its UDP port)
+    /// or client (peer= is); detected from the ports by default. Example: --log-side client
+    #[arg(long, allow_hyphen_values = true, value_name = "SIDE", value_parser = Choice::all(parse_log_side), requires = "from_log")]
+    pub log_side: Option<LogSide>,
+
+    /// With --from-log: the year a syslog-form log starts in, 1970-9999 (default: from the
+    /// file's modification time, counted back over the year wraps). Example: --log-year 2025
+    #[arg(long, allow_hyphen_values = true, value_name = "YEAR", value_parser = clap::value_parser!(i32).range(1970..=9999), requires = "from_log")]
+    pub log_year: Option<i32>,
+
+    /// With --from-log: malformed or unmatched session lines are an error (exit 2) instead
+    /// of counted and named. Off by default. Example: --strict
+    #[arg(long, requires = "from_log")]
+    pub strict: bool,
 
     /// A finite number of clients (Engset) instead of an unlimited population (Erlang-B,
     /// the default); random load only. Example: --sources 50
@@ -997,6 +1025,25 @@ fn parse_format(text: &str) -> Result<Format, String> {
 
 fn parse_syntax(text: &str) -> Result<Syntax, String> {
     text.parse()
+}
+
+fn parse_log_side(text: &str) -> Result<LogSide, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "server" => Ok(LogSide::Server),
+        "client" => Ok(LogSide::Client),
+        _ => Err(format!("unknown log side '{text}' (server, client)")),
+    }
+}
+
+/// `--growth 30%`: a percentage, 0% to 1000%.
+fn parse_growth(text: &str) -> Result<f64, String> {
+    let bad = || format!("'{text}' is not a growth (examples: 30%, 0%, 150%)");
+    let number = text.trim().strip_suffix('%').ok_or_else(bad)?;
+    let value: f64 = number.trim().parse().map_err(|_| bad())?;
+    if !(0.0..=1000.0).contains(&value) {
+        return Err(format!("'{text}' must be 0% to 1000%"));
+    }
+    Ok(value / 100.0)
 }
 
 fn parse_side(text: &str) -> Result<Side, String> {

@@ -15,6 +15,7 @@ use crate::firewall::Side;
 use crate::firewall::rules::Syntax;
 use crate::firewall::ruleset::Host;
 use crate::model::ServerOs;
+use crate::plan::logsize::LogSide;
 use crate::report::Format;
 use crate::scenario::Start;
 use crate::workload::spec::Policy;
@@ -46,6 +47,16 @@ impl ValueEnum for Format {
 impl ValueEnum for Syntax {
     fn value_variants<'a>() -> &'a [Self] {
         &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()))
+    }
+}
+
+impl ValueEnum for LogSide {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Server, Self::Client]
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {

@@ -250,6 +250,56 @@ fn blame(args: &SizingArgs, e: PlanError) -> UsageError {
     UsageError::flag(&format!("--{field}"), &value, e)
 }
 
+/// Reads the transfer logs of `--from-log` and replays their sessions through the model.
+fn log_sizing(
+    args: &SizingArgs,
+    server: &plan::ServerSpec,
+) -> Result<crate::report::LogReport, UsageError> {
+    use crate::scenario::translog;
+    let log = translog::read(
+        &args.from_log,
+        translog::ReadOptions {
+            year: args.log_year,
+        },
+    )
+    .map_err(|e| UsageError::flag("--from-log", "", e))?;
+    if args.strict
+        && let Some(issue) = log.issues.first.first()
+    {
+        return Err(UsageError(format!(
+            "--strict: {}:{}: {} ({} malformed and {} unmatched session lines in all)",
+            issue.file, issue.line, issue.why, log.issues.malformed, log.issues.unmatched
+        )));
+    }
+    if log.sessions.is_empty() {
+        return Err(UsageError::flag(
+            "--from-log",
+            "",
+            format!(
+                "no session has both its Start and its Stop in {} ({} unmatched, {} malformed)",
+                args.from_log
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                log.issues.unmatched,
+                log.issues.malformed
+            ),
+        ));
+    }
+    let side = plan::logsize::side_of(server, &log.sessions, args.log_side);
+    let files: Vec<String> = log.files.iter().map(|p| p.display().to_string()).collect();
+    let sizing = plan::logsize::size(server, &log.sessions, side, |i| files[i].clone());
+    Ok(crate::report::LogReport {
+        files,
+        lines: log.lines,
+        session_lines: log.session_lines,
+        issues: log.issues,
+        growth: args.growth.unwrap_or(0.0),
+        sizing,
+    })
+}
+
 /// Plans for the flags: random load when a load is given, else the fixed workload.
 fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
     let server = server_spec(args)?;
@@ -272,7 +322,31 @@ fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
         stochastic: None,
         client_openings: Vec::new(),
         server_openings: Vec::new(),
+        log: None,
     };
+    if !args.from_log.is_empty() {
+        let log = log_sizing(args, &server)?;
+        let ports =
+            ((log.sizing.peak_ports.max(1) as f64) * (1.0 + log.growth) - 1e-9).ceil() as u64;
+        let udp_range = plan::range_for(&server, ports, plan::Field::Concurrent).map_err(|e| {
+            UsageError::flag(
+                "--from-log",
+                "",
+                format!("the log's peak needs {ports} ports: {e}"),
+            )
+        })?;
+        let occupied_in_range = server
+            .occupied
+            .range(udp_range.first()..=udp_range.last())
+            .copied()
+            .collect();
+        return Ok(PlanReport {
+            accounts: None,
+            log: Some(log),
+            ..base(ports, udp_range, occupied_in_range)
+        }
+        .with_openings(&requirements(udp_range)));
+    }
     let report = match args.offered_load() {
         Some(offered_load) => {
             let demand = Demand {

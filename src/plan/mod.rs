@@ -21,6 +21,7 @@
 //! ```
 
 pub mod erlang;
+pub mod logsize;
 
 use std::fmt;
 

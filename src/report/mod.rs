@@ -6,7 +6,7 @@ mod plan;
 pub mod plot;
 mod simulate;
 
-pub use plan::{PlanReport, Stochastic, TableRow, UdpRange};
+pub use plan::{LogReport, PlanReport, Stochastic, TableRow, UdpRange};
 
 use std::str::FromStr;
 

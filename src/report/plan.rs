@@ -7,6 +7,8 @@ use serde::Serialize;
 use super::Export;
 use crate::firewall::{Opening, Requirements, Side};
 use crate::model::{Port, PortRange, ServerOs, SharingRule};
+use crate::plan::logsize::LogSizing;
+use crate::scenario::translog::{Issues, format_utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct UdpRange {
@@ -73,6 +75,23 @@ pub struct PlanReport {
     pub stochastic: Option<Stochastic>,
     pub client_openings: Vec<Opening>,
     pub server_openings: Vec<Opening>,
+    /// Sized from transfer logs (`--from-log`): what they show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogReport>,
+}
+
+/// What the transfer logs showed, and how the range follows from them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogReport {
+    pub files: Vec<String>,
+    pub lines: u64,
+    pub session_lines: u64,
+    /// Lines that were not usable parts of a session, counted, the first few named.
+    pub issues: Issues,
+    /// Headroom on top of the peak (a fraction: 0.3 is 30 %).
+    pub growth: f64,
+    #[serde(flatten)]
+    pub sizing: LogSizing,
 }
 
 impl PlanReport {
@@ -102,7 +121,17 @@ impl Export for PlanReport {
                 s.offered_load, s.target_blocking
             ),
             (None, Some(c)) => format!("{c} concurrent transfers"),
-            (None, None) => String::new(),
+            (None, None) => match &self.log {
+                Some(log) => format!(
+                    "{} sessions in {} log file{} ({} to {} UTC)",
+                    log.sizing.sessions,
+                    log.files.len(),
+                    if log.files.len() == 1 { "" } else { "s" },
+                    format_utc(log.sizing.first_start),
+                    format_utc(log.sizing.last_stop)
+                ),
+                None => String::new(),
+            },
         };
         writeln!(w, "udprange plan: {} server, {workload}", self.os).unwrap();
         writeln!(w, "  port sharing   {}", self.sharing.describe()).unwrap();
@@ -116,6 +145,9 @@ impl Export for PlanReport {
         }
         if let Some(accounts) = self.accounts {
             writeln!(w, "  accounts       {accounts}").unwrap();
+        }
+        if let Some(log) = &self.log {
+            log_lines(w, log, self.ports_needed);
         }
         writeln!(w, "  ports needed   {}", self.ports_needed).unwrap();
         if let Some(s) = &self.stochastic {
@@ -207,5 +239,119 @@ impl Export for PlanReport {
             }
         }
         out
+    }
+}
+
+/// The log's part of the text report: the peak, growth, the model against the real server,
+/// and the lines that were not usable.
+fn log_lines(w: &mut String, log: &LogReport, ports_needed: u64) {
+    let s = &log.sizing;
+    let peak = s.servers.iter().max_by_key(|l| l.peak_ports);
+    if let Some(peak) = peak {
+        let server = peak
+            .address
+            .map(|a| format!(" at server {a}"))
+            .unwrap_or_default();
+        writeln!(
+            w,
+            "  from the log   at most {} port{} held at once{server} ({} sessions running), \
+             {} UTC",
+            peak.peak_ports,
+            if peak.peak_ports == 1 { "" } else { "s" },
+            peak.peak_sessions,
+            format_utc(peak.peak_at)
+        )
+        .unwrap();
+    }
+    if s.servers.len() > 1 {
+        writeln!(
+            w,
+            "                 {} servers: sized for the busiest",
+            s.servers.len()
+        )
+        .unwrap();
+    }
+    if s.failed > 0 {
+        writeln!(
+            w,
+            "  failed         {} of {} sessions, {} with error 15 (the UDP data timeout: a \
+             firewall range too narrow, among other causes)",
+            s.failed, s.sessions, s.error_15
+        )
+        .unwrap();
+    }
+    if s.without_user > 0 {
+        writeln!(
+            w,
+            "  accounts       {} sessions name no user: each counted as an account of its own",
+            s.without_user
+        )
+        .unwrap();
+    }
+    if log.growth > 0.0 {
+        writeln!(
+            w,
+            "  growth         {}% on top: {} -> {ports_needed} ports",
+            crate::units::trim(log.growth * 100.0),
+            s.peak_ports
+        )
+        .unwrap();
+    }
+    match (&s.comparison, &s.no_comparison) {
+        (Some(c), _) => {
+            writeln!(
+                w,
+                "  model check    {} of {} sessions got the port the model hands out ({}'s log, {})",
+                c.agree,
+                c.compared,
+                c.side.name(),
+                c.side_why
+            )
+            .unwrap();
+            if c.disagree > 0 && !c.never_used.is_empty() {
+                let ports = PortRange::list(c.never_used.iter().copied());
+                writeln!(
+                    w,
+                    "                 the server never handed out {ports} though it went higher: \
+                     another service may hold {}; if so, give --occupied {ports}",
+                    if c.never_used.len() == 1 {
+                        "it"
+                    } else {
+                        "them"
+                    }
+                )
+                .unwrap();
+            }
+            for d in &c.first {
+                writeln!(
+                    w,
+                    "                 uuid={} ({}:{}): the server gave {}, the model {}",
+                    d.uuid,
+                    d.file,
+                    d.line,
+                    d.real,
+                    d.model.map_or("none".to_string(), |p| p.to_string())
+                )
+                .unwrap();
+            }
+        }
+        (None, Some(why)) => writeln!(w, "  model check    not done: {why}").unwrap(),
+        (None, None) => {}
+    }
+    if log.issues.total() > 0 {
+        writeln!(
+            w,
+            "  log lines      {} malformed, {} unmatched (--strict makes them an error):",
+            log.issues.malformed, log.issues.unmatched
+        )
+        .unwrap();
+        for issue in &log.issues.first {
+            writeln!(
+                w,
+                "                 {}:{}: {}",
+                issue.file, issue.line, issue.why
+            )
+            .unwrap();
+        }
     }
 }

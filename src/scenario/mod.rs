@@ -27,8 +27,8 @@
 //! ```
 
 mod raw;
-pub mod translog;
 mod trace;
+pub mod translog;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

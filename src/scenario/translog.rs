@@ -38,9 +38,14 @@ pub const NAMED_ISSUES: usize = 5;
 #[serde(rename_all = "lowercase", tag = "status")]
 pub enum Ending {
     Success,
-    Failed { code: Option<u32>, message: Option<String> },
+    Failed {
+        code: Option<u32>,
+        message: Option<String>,
+    },
     /// Any other status the log gives (cancelled, …).
-    Other { text: String },
+    Other {
+        text: String,
+    },
 }
 
 /// One session from the log.
@@ -134,7 +139,9 @@ pub enum LogError {
 /// Whether these first bytes look like a transfer log (for a scenario's `trace`).
 pub fn looks_like(head: &[u8]) -> bool {
     let text = String::from_utf8_lossy(head);
-    text.lines().take(200).any(|l| l.contains("LOG FASP Session "))
+    text.lines()
+        .take(200)
+        .any(|l| l.contains("LOG FASP Session "))
 }
 
 /// A date and time as written, before the year is known (syslog) or with it.
@@ -175,7 +182,8 @@ pub fn read(paths: &[PathBuf], options: ReadOptions) -> Result<TransferLog, LogE
             file: path.display().to_string(),
             message,
         };
-        let file = std::fs::File::open(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
+        let file =
+            std::fs::File::open(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
         let metadata = file
             .metadata()
             .map_err(|e| file_error(format!("cannot read: {e}")))?;
@@ -245,6 +253,14 @@ pub fn read(paths: &[PathBuf], options: ReadOptions) -> Result<TransferLog, LogE
             .then(a.line.cmp(&b.line))
     });
     log.sessions = sessions;
+    let order: HashMap<String, usize> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.display().to_string(), i))
+        .collect();
+    log.issues
+        .first
+        .sort_by_key(|i| (order.get(&i.file).copied(), i.line));
     Ok(log)
 }
 
@@ -288,18 +304,26 @@ fn read_one(
         log.session_lines += 1;
         let rest = &text[at + "LOG FASP Session ".len()..];
         let (kind, fields) = rest.split_once(' ').unwrap_or((rest.trim_end(), ""));
-        if !matches!(kind, "Start" | "Params" | "Stop") {
-            continue; // Statistics and the like: not the session's bounds.
-        }
         let malformed = |log: &mut TransferLog, why: String| {
             log.issues.add(IssueKind::Malformed, path, number, why);
         };
-        if cut {
-            malformed(
-                log,
-                format!("a line longer than {MAX_LINE_BYTES} bytes (cut)"),
-            );
+        let bound = matches!(kind, "Start" | "Params" | "Stop");
+        if cut
+            && (bound
+                || ["Start", "Params", "Stop"]
+                    .iter()
+                    .any(|k| k.starts_with(kind)))
+        {
+            let why = if buffer.len() >= MAX_LINE_BYTES {
+                format!("a line longer than {MAX_LINE_BYTES} bytes (cut)")
+            } else {
+                "a cut line: the file ends inside it".to_string()
+            };
+            malformed(log, why);
             continue;
+        }
+        if !bound {
+            continue; // Statistics and the like: not the session's bounds.
         }
         let fields = key_values(fields);
         let Some(uuid) = fields.get("uuid").filter(|u| !u.is_empty()) else {
@@ -409,14 +433,15 @@ fn read_one(
 }
 
 /// Reads one line into `buffer`, keeping at most [`MAX_LINE_BYTES`]; returns the bytes the
-/// line took in the file (0 at the end) and whether it was cut.
+/// line took in the file (0 at the end) and whether it was cut: too long, or the file ends
+/// inside it (no newline).
 fn bounded_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
     let mut taken = 0;
     let mut cut = false;
     loop {
         let available = reader.fill_buf()?;
         if available.is_empty() {
-            return Ok((taken, cut));
+            return Ok((taken, cut || taken > 0));
         }
         let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
             Some(i) => (&available[..=i], true),
@@ -474,7 +499,12 @@ fn parse_stamp(head: &str, last_month: Option<u32>, wraps: i32) -> Result<(Stamp
     let (Some(first), Some(second)) = (words.next(), words.next()) else {
         return Err("no time at the start of the line".into());
     };
-    let bad = || format!("'{}' is not a time this tool reads", head.chars().take(40).collect::<String>().trim_end());
+    let bad = || {
+        format!(
+            "'{}' is not a time this tool reads",
+            head.chars().take(40).collect::<String>().trim_end()
+        )
+    };
     if let Some(month) = MONTHS.iter().position(|m| *m == first) {
         // Syslog: "Jan 26 18:44:54".
         let day: u32 = second.parse().map_err(|_| bad())?;
@@ -544,17 +574,38 @@ fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The year of a Unix time.
-fn year_of(seconds: i64) -> i32 {
-    let days = seconds.div_euclid(86_400);
+/// The civil date (year, month, day) of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i32, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2)) as i32
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    ((yoe + era * 400 + i64::from(month <= 2)) as i32, month, day)
+}
+
+/// The year of a Unix time.
+fn year_of(seconds: i64) -> i32 {
+    civil_from_days(seconds.div_euclid(86_400)).0
+}
+
+/// A Unix time as `2020-08-21 19:32:07` (the log's clock, taken as UTC).
+pub fn format_utc(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return "-".into();
+    }
+    let whole = seconds.floor() as i64;
+    let (year, month, day) = civil_from_days(whole.div_euclid(86_400));
+    let of_day = whole.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
 }
 
 fn epoch_seconds(stamp: Stamp) -> f64 {
@@ -616,7 +667,11 @@ mod tests {
         assert_eq!((log.issues.unmatched, log.issues.malformed), (2, 0));
         let named: Vec<u64> = log.issues.first.iter().map(|i| i.line).collect();
         assert_eq!(named, [7, 8]);
-        assert!(log.issues.first[1].why.contains("uuid=ddd without its Stop"));
+        assert!(
+            log.issues.first[1]
+                .why
+                .contains("uuid=ddd without its Stop")
+        );
     }
 
     #[test]
@@ -642,7 +697,11 @@ Jan  1 00:00:1x host ascp[1895]: LOG FASP Session Stop uuid=s2 status=success
         assert_eq!(year_of(s.stop as i64), 2026);
         assert_eq!((log.issues.malformed, log.issues.unmatched), (1, 1));
         assert_eq!(log.issues.first[0].line, 4);
-        assert!(log.issues.first[0].why.contains("is not a time"), "{:?}", log.issues);
+        assert!(
+            log.issues.first[0].why.contains("is not a time"),
+            "{:?}",
+            log.issues
+        );
     }
 
     #[test]
@@ -658,9 +717,15 @@ Jan  1 00:00:1x host ascp[1895]: LOG FASP Session Stop uuid=s2 status=success
         assert!(log.issues.first[0].why.contains("longer than"));
         let noise = write("noise.log", "\u{0}\u{1}garbage\nmore garbage\n");
         let error = read(&[noise], ReadOptions::default()).unwrap_err();
-        assert!(error.to_string().contains("no FASP session lines"), "{error}");
+        assert!(
+            error.to_string().contains("no FASP session lines"),
+            "{error}"
+        );
         let missing = read(&[PathBuf::from("/no/such.log")], ReadOptions::default()).unwrap_err();
-        assert!(missing.to_string().starts_with("/no/such.log: cannot read"), "{missing}");
+        assert!(
+            missing.to_string().starts_with("/no/such.log: cannot read"),
+            "{missing}"
+        );
     }
 
     #[test]
@@ -671,6 +736,8 @@ Jan  1 00:00:1x host ascp[1895]: LOG FASP Session Stop uuid=s2 status=success
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2020, 8, 21), 18_495);
+        assert_eq!(format_utc(1_598_038_327.73), "2020-08-21 19:32:07");
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
         assert!(looks_like(TRANSFER_LOG.as_bytes()));
         assert!(!looks_like(b"start,duration,account\n0,1,a\n"));
     }
