@@ -1358,6 +1358,7 @@ fn assemble(
                      skipped it, as a server would"
                 )
             })
+            .chain(config.replay.iter().flat_map(|s| s.notes.iter().cloned()))
             .collect(),
         sessions,
     };

@@ -36,6 +36,9 @@ impl Export for Summary {
             plural(self.sessions, "session"),
             c.seed
         );
+        for note in &c.input_notes {
+            let _ = writeln!(out, "input      {note}");
+        }
         let _ = writeln!(out);
         match &self.recommended {
             Some(r) => {

@@ -115,6 +115,8 @@ pub struct Scenario {
     pub target_blocking: Probability,
     /// The file it was read from, as given.
     pub file: PathBuf,
+    /// What reading it noticed and left out (a transfer log's unusable lines).
+    pub notes: Vec<String>,
 }
 
 impl Scenario {

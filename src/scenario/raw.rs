@@ -516,6 +516,7 @@ fn workload(
     rule: SharingRule,
     groups: &[ClientGroup],
     at: &Locator,
+    notes: &mut Vec<String>,
 ) -> Result<Workload, ScenarioError> {
     let w = raw.get_ref();
     let kind = w.arrivals.get_ref().as_str();
@@ -585,10 +586,33 @@ fn workload(
         "trace" => {
             let file = w.trace.as_ref().ok_or_else(|| missing("trace"))?;
             let path = at.directory().join(file.get_ref());
-            let records = trace::read(&path).map_err(|e| match e.line {
-                0 => at.error(file.span(), "workload.trace", e.to_string()),
-                _ => e,
-            })?;
+            let records = if is_transfer_log(&path) {
+                let log = super::translog::read(
+                    std::slice::from_ref(&path),
+                    super::translog::ReadOptions::default(),
+                )
+                .map_err(|e| at.error(file.span(), "workload.trace", e.to_string()))?;
+                if log.sessions.is_empty() {
+                    return Err(at.error(
+                        file.span(),
+                        "workload.trace",
+                        format!(
+                            "{}: no session has both its Start and its Stop",
+                            path.display()
+                        ),
+                    ));
+                }
+                notes.push(format!(
+                    "workload.trace: {}",
+                    super::translog::summary(&log)
+                ));
+                super::translog::to_trace(&log)
+            } else {
+                trace::read(&path).map_err(|e| match e.line {
+                    0 => at.error(file.span(), "workload.trace", e.to_string()),
+                    _ => e,
+                })?
+            };
             if let Some(unknown) = records
                 .iter()
                 .filter_map(|r| r.group.as_deref())
@@ -976,7 +1000,8 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Result<Scenario, Scena
     }
     let server = server(raw.server.get_ref(), at)?;
     let client = client(raw.client.as_ref(), &server, at)?;
-    let workload = workload(&raw.workload, server.rule(), &client.groups, at)?;
+    let mut notes = Vec::new();
+    let workload = workload(&raw.workload, server.rule(), &client.groups, at, &mut notes)?;
     let expect = expect(raw.expect.as_ref(), &client, at)?;
     let traffic = traffic(raw.traffic.as_ref(), &workload, at)?;
     let target_blocking = match raw.plan.and_then(|p| p.target_blocking) {
@@ -1000,5 +1025,15 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Result<Scenario, Scena
         traffic,
         target_blocking,
         file: at.file.to_path_buf(),
+        notes,
     })
+}
+
+/// Whether a trace file is a transfer log (detected by content) rather than a CSV.
+fn is_transfer_log(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(64 << 10);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 << 10).read_to_end(&mut head))
+        .is_ok_and(|_| super::translog::looks_like(&head))
 }

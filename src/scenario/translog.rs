@@ -136,6 +136,63 @@ pub enum LogError {
     NoSessions { file: String },
 }
 
+/// The sessions as a trace to replay: start from the first start, duration (at least
+/// 1 ms), the account by user name in order of first appearance (a session without one is
+/// an account of its own).
+pub fn to_trace(log: &TransferLog) -> Vec<crate::workload::spec::TraceRecord> {
+    let first = log
+        .sessions
+        .iter()
+        .map(|s| s.start)
+        .fold(f64::INFINITY, f64::min);
+    let mut accounts: HashMap<&str, u64> = HashMap::new();
+    let mut next = 0u64;
+    log.sessions
+        .iter()
+        .map(|s| {
+            let account = match s.user.as_deref() {
+                Some(user) => *accounts.entry(user).or_insert_with(|| {
+                    next += 1;
+                    next - 1
+                }),
+                None => {
+                    next += 1;
+                    next - 1
+                }
+            };
+            crate::workload::spec::TraceRecord {
+                start: s.start - first,
+                duration: (s.stop - s.start).max(0.001),
+                account,
+                group: None,
+            }
+        })
+        .collect()
+}
+
+/// One line on what a log gave and left out, for a report's notes.
+pub fn summary(log: &TransferLog) -> String {
+    let mut text = format!(
+        "{}: {} sessions from the transfer log",
+        log.files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        log.sessions.len()
+    );
+    if log.issues.total() > 0 {
+        text.push_str(&format!(
+            "; {} malformed and {} unmatched session lines left out",
+            log.issues.malformed, log.issues.unmatched
+        ));
+        if let Some(first) = log.issues.first.first() {
+            text.push_str(&format!(" (first: line {}: {})", first.line, first.why));
+        }
+    }
+    text
+}
+
 /// Whether these first bytes look like a transfer log (for a scenario's `trace`).
 pub fn looks_like(head: &[u8]) -> bool {
     let text = String::from_utf8_lossy(head);

@@ -32,6 +32,9 @@ pub struct Context {
     /// A replayed trace: every replication is the same, so blocking is a count, not an
     /// estimate, and its interval is the point itself.
     pub replayed: bool,
+    /// What reading the scenario's inputs left out (a transfer log's unusable lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_notes: Vec<String>,
 }
 
 impl Context {
@@ -57,6 +60,7 @@ impl Context {
                 .collect(),
             sessions_per_transfer: scenario.workload.sessions_per_transfer,
             replayed: matches!(scenario.workload.arrivals, Arrivals::Trace { .. }),
+            input_notes: scenario.notes.clone(),
         }
     }
 }

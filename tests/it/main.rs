@@ -12,6 +12,7 @@ mod common;
 mod erlang_reference;
 mod firewall_tools;
 mod hostile;
+mod logs;
 mod netns_cleanup;
 mod per_account_model;
 mod plots;
