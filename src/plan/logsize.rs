@@ -109,9 +109,10 @@ pub fn side_of(
     if let Some(side) = given {
         return Ok((side, format!("--log-side {}, as given", side.name())));
     }
-    // The server hands out ports from its base, never more than one per session (and it
-    // skips occupied ones): a client's ephemeral ports lie beyond.
-    let most = sessions.len() as u64 + server.occupied.len() as u64;
+    // The server hands out ports from its base, never more than one per session running
+    // at once, and skips occupied ones (some the model may not know of: twice as many, and
+    // ten, leave room for them): a client's ephemeral ports lie beyond.
+    let most = most_at_once(sessions) * 2 + 10 + server.occupied.len() as u64;
     let last = (u64::from(server.base_port) + most.saturating_sub(1))
         .min(u64::from(server.max_port)) as Port;
     let in_range = |port: Option<Port>| port.is_some_and(|p| p >= server.base_port && p <= last);
@@ -137,6 +138,41 @@ pub fn side_of(
              server|client to compare"
         )),
     }
+}
+
+/// The events of `sessions` (indices into it) in the log's order: by time; at one time,
+/// stops before starts (a port a session released is free again for the next one the
+/// server logged), except a session's own stop, which never comes before its start.
+fn events(
+    sessions: &[LoggedSession],
+    members: impl Iterator<Item = usize>,
+) -> Vec<(f64, u8, usize)> {
+    let mut events = Vec::new();
+    for i in members {
+        let s = &sessions[i];
+        events.push((s.start, 1, i));
+        if s.stop > s.start {
+            events.push((s.stop, 0, i));
+        } else {
+            events.push((s.start, 2, i));
+        }
+    }
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    events
+}
+
+/// Most sessions running at once.
+fn most_at_once(sessions: &[LoggedSession]) -> u64 {
+    let (mut running, mut most) = (0u64, 0u64);
+    for (_, kind, _) in events(sessions, 0..sessions.len()) {
+        if kind == 1 {
+            running += 1;
+            most = most.max(running);
+        } else {
+            running = running.saturating_sub(1);
+        }
+    }
+    most
 }
 
 /// Replays the sessions through the model's allocator; `side` names the server's end.
@@ -186,14 +222,6 @@ pub fn size(
     let mut servers = Vec::new();
     let mut refused = 0;
     for (address, members) in &groups {
-        // Events in the log's order: by time; at one time, stops before starts (a port a
-        // session released is free again for the next one the server logged).
-        let mut events: Vec<(f64, u8, usize)> = Vec::with_capacity(members.len() * 2);
-        for &i in members {
-            events.push((sessions[i].start, 1, i));
-            events.push((sessions[i].stop.max(sessions[i].start), 0, i));
-        }
-        events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let config = AllocatorConfig::new(server.rule(), server.base_port)
             .with_occupied(server.occupied.iter().copied())
             .with_max_port(server.max_port);
@@ -201,7 +229,7 @@ pub fn size(
             continue;
         };
         let (mut running, mut peak_sessions, mut peak_ports, mut peak_at) = (0u64, 0, 0, 0.0);
-        for (at, kind, i) in events {
+        for (at, kind, i) in events(sessions, members.iter().copied()) {
             let session = SessionRef {
                 session: i as u64,
                 account: account_of[i],
@@ -333,6 +361,22 @@ mod tests {
             // Starts when b stops: a Windows server gives it b's port again.
             session("d", 50.0, 70.0, "carol", 33002),
         ]
+    }
+
+    #[test]
+    fn a_session_shorter_than_the_logs_clock_ends_after_it_starts() {
+        // Start and stop in the same millisecond: its port is released all the same.
+        let log: Vec<LoggedSession> = (0..5)
+            .map(|i| session(&i.to_string(), f64::from(i), f64::from(i), "", 33001))
+            .collect();
+        let sizing = size(
+            &ServerSpec::new(ServerOs::Windows),
+            &log,
+            Err(String::new()),
+            |_| String::new(),
+        );
+        assert_eq!((sizing.peak_ports, sizing.servers[0].peak_sessions), (1, 1));
+        assert_eq!(most_at_once(&log), 1);
     }
 
     #[test]
