@@ -308,7 +308,7 @@ fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
     let base = |ports_needed, udp_range: PortRange, occupied_in_range| PlanReport {
         os: server.os,
         sharing: server.rule(),
-        udp_port_reuse: server.udp_port_reuse,
+        udp_port_reuse: (server.os == ServerOs::Linux).then_some(server.udp_port_reuse),
         base_port: server.base_port,
         concurrent: None,
         sessions_per_transfer: args.sessions_per_transfer,

@@ -56,7 +56,9 @@ pub struct Stochastic {
 pub struct PlanReport {
     pub os: ServerOs,
     pub sharing: SharingRule,
-    pub udp_port_reuse: bool,
+    /// A Linux server's `udp_port_reuse` setting (absent for the others, which have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp_port_reuse: Option<bool>,
     pub base_port: Port,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrent: Option<u64>,

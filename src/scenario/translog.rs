@@ -753,9 +753,11 @@ Jan  1 00:00:1x host ascp[1895]: LOG FASP Session Stop uuid=s2 status=success
         assert_eq!(year_of(s.start as i64), 2025);
         assert_eq!(year_of(s.stop as i64), 2026);
         assert_eq!((log.issues.malformed, log.issues.unmatched), (1, 1));
-        assert_eq!(log.issues.first[0].line, 4);
+        // Named in the file's order: the Start without Stop (line 3), the bad time (4).
+        assert_eq!(log.issues.first[0].line, 3);
+        assert_eq!(log.issues.first[1].line, 4);
         assert!(
-            log.issues.first[0].why.contains("is not a time"),
+            log.issues.first[1].why.contains("is not a time"),
             "{:?}",
             log.issues
         );

@@ -90,6 +90,12 @@ fn json_plan_per_os() {
         assert_eq!(value["ports_needed"], ports, "{args:?}");
         assert_eq!(range_of(&value), range, "{args:?}");
         // The seed's control port: 33001 for a Windows server (the default OS), SSH's 22 else.
+        // udp_port_reuse is a Linux server's setting: the others have none to report.
+        assert_eq!(
+            value.get("udp_port_reuse").is_some(),
+            value["os"] == "linux",
+            "{value}"
+        );
         let windows = value["os"] == "windows";
         assert_eq!(
             value["tcp_control_port"],
