@@ -31,7 +31,7 @@ use crate::firewall::model::OutboundFilter;
 use crate::firewall::rules::{self, RuleSet, Syntax};
 use crate::firewall::ruleset::{RulesetError, UserRuleset};
 use crate::firewall::{Peer, Requirements, Side};
-use crate::model::{AllocatorConfig, Port, PortBounds, PortRange, SharingRule};
+use crate::model::{AllocatorConfig, Port, PortRange, SharingRule};
 pub use crate::scenario::Start;
 use crate::scenario::{Scenario, ServerConfig, Stop};
 use crate::sim::{Counts, Decision};
@@ -519,12 +519,12 @@ pub enum Status {
 pub struct Verdict {
     pub status: Status,
     pub sufficient: bool,
-    #[serde(serialize_with = "first_last")]
     pub allowed: Option<PortRange>,
     /// The smallest range with which the model passes every session of this load, found as
     /// `simulate` finds it (one run per candidate size on the same random stream); `None`
     /// when the server's cap refuses sessions whatever the client allows.
-    #[serde(serialize_with = "first_last")]
+    /// In JSON `udp_range`, as `plan` and `simulate` name the range to open.
+    #[serde(rename = "udp_range")]
     pub required: Option<PortRange>,
     /// Sessions that did not end ok, whatever the reason.
     pub failed: u32,
@@ -554,7 +554,9 @@ pub struct Rejected {
 pub struct Header {
     pub backend: &'static str,
     pub os: &'static str,
+    /// The sharing rule's code (`per-session`, `per-account`, `shared`) and in words.
     pub sharing: &'static str,
+    pub sharing_description: &'static str,
     /// The scenario whose workload is replayed, when one is.
     pub scenario: Option<String>,
     /// `workload` (the scenario's, replayed), `together` or `staggered`.
@@ -576,7 +578,6 @@ pub struct Header {
     pub capped: Option<String>,
     pub rate_bps: u64,
     pub datagram: u16,
-    #[serde(serialize_with = "first_last")]
     pub allowed: Option<PortRange>,
     /// Client groups behind ranges of their own: name and range.
     pub groups: Vec<GroupRange>,
@@ -591,7 +592,6 @@ pub struct Header {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupRange {
     pub name: String,
-    #[serde(serialize_with = "first_last_one")]
     pub allowed: PortRange,
 }
 
@@ -641,29 +641,6 @@ pub enum BlastError {
     /// The user's ruleset does not load.
     #[error(transparent)]
     Ruleset(#[from] RulesetError),
-}
-
-/// A range as `{"first": …, "last": …, "ports": …}` in JSON.
-fn first_last<S: serde::Serializer>(
-    range: &Option<PortRange>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    range.map(PortBounds::from).serialize(serializer)
-}
-
-fn first_last_one<S: serde::Serializer>(
-    range: &PortRange,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    PortBounds::from(*range).serialize(serializer)
-}
-
-/// Ranges as `[{"first": …, "last": …, "ports": …}, …]` in JSON.
-fn first_last_list<S: serde::Serializer>(
-    ranges: &[PortRange],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(ranges.iter().map(|r| PortBounds::from(*r)))
 }
 
 /// What the model says before any packet: the schedule, the header, the required range.
@@ -743,7 +720,8 @@ pub fn prepare(config: &BlastConfig) -> Result<Prepared, BlastError> {
             Backend::Remote { .. } => "remote",
         },
         os: config.server.os.name(),
-        sharing: config.rule().describe(),
+        sharing: config.rule().code(),
+        sharing_description: config.rule().describe(),
         scenario: config.replay.as_ref().map(|s| s.name.clone()),
         load,
         load_description,
@@ -1197,7 +1175,6 @@ pub struct RulesetReport {
     /// `client`, `router` or `server`.
     pub at: &'static str,
     /// UDP destination ports it dropped datagrams to (kernel counters).
-    #[serde(serialize_with = "first_last_list")]
     pub dropped: Vec<PortRange>,
     pub dropped_datagrams: u64,
     /// Packets of the TCP control connection it dropped.

@@ -308,6 +308,7 @@ fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
     let base = |ports_needed, udp_range: PortRange, occupied_in_range| PlanReport {
         os: server.os,
         sharing: server.rule(),
+        sharing_description: server.rule().describe(),
         udp_port_reuse: (server.os == ServerOs::Linux).then_some(server.udp_port_reuse),
         base_port: server.base_port,
         concurrent: None,

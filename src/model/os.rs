@@ -139,6 +139,15 @@ impl SharingRule {
         }
     }
 
+    /// The rule's code, as JSON gives it: `per-session`, `per-account` or `shared`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::PerSession => "per-session",
+            Self::PerAccount => "per-account",
+            Self::Shared => "shared",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Self::PerSession => "every concurrent session binds its own UDP port",

@@ -40,7 +40,30 @@ pub enum RangeError {
     Empty,
 }
 
-crate::serde_via_string!(PortRange);
+/// In JSON a range is always `{"first": …, "last": …, "ports": …}`; it reads back from that
+/// or from its text (`33001-33010`, as scenario files write it).
+impl serde::Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        PortBounds::from(*self).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Written<'a> {
+            Text(std::borrow::Cow<'a, str>),
+            Bounds { first: Port, last: Port },
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Text(text) => text.parse().map_err(serde::de::Error::custom),
+            Written::Bounds { first, last } => {
+                PortRange::new(first, last).map_err(serde::de::Error::custom)
+            }
+        }
+    }
+}
 
 /// Parses one port number, `1..=65535`.
 pub fn parse_port(text: &str) -> Result<Port, RangeError> {

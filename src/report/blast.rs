@@ -29,7 +29,7 @@ pub fn header_text(h: &Header) -> String {
     let _ = writeln!(
         out,
         "blast      {} backend, {} server: {}",
-        h.backend, h.os, h.sharing
+        h.backend, h.os, h.sharing_description
     );
     let _ = writeln!(out, "load       {}", h.load_description);
     let _ = writeln!(

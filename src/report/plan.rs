@@ -10,10 +10,12 @@ use crate::model::{Port, PortRange, ServerOs, SharingRule};
 use crate::plan::logsize::LogSizing;
 use crate::scenario::translog::{Issues, format_utc};
 
+/// A range as every JSON gives it: `{first, last, ports}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct UdpRange {
     pub first: Port,
     pub last: Port,
+    pub ports: u32,
 }
 
 impl UdpRange {
@@ -27,6 +29,7 @@ impl From<PortRange> for UdpRange {
         Self {
             first: range.first(),
             last: range.last(),
+            ports: range.len(),
         }
     }
 }
@@ -55,7 +58,9 @@ pub struct Stochastic {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanReport {
     pub os: ServerOs,
+    /// The sharing rule's code (`per-session`, `per-account`, `shared`) and in words.
     pub sharing: SharingRule,
+    pub sharing_description: &'static str,
     /// A Linux server's `udp_port_reuse` setting (absent for the others, which have none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub udp_port_reuse: Option<bool>,

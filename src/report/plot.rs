@@ -398,7 +398,8 @@ fn occupancy_panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let bins = Bins::of(&summary.occupancy);
+    let points: Vec<(f64, f64)> = summary.occupancy.points().collect();
+    let bins = Bins::of(&points);
     let end = bins.end.max(1e-9);
     let (scale, unit) = if end > 7200.0 {
         (3600.0, "h")

@@ -26,7 +26,7 @@ impl Export for Summary {
         let c = &self.context;
         let mut out = String::new();
         let _ = writeln!(out, "scenario   {} ({})", c.scenario, c.file);
-        let _ = writeln!(out, "server     {}: {}", c.os, c.sharing);
+        let _ = writeln!(out, "server     {}: {}", c.os, c.sharing_description);
         let _ = writeln!(out, "method     {}: {}", c.method.name(), c.method_reason);
         let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         let _ = writeln!(
@@ -135,8 +135,7 @@ impl Export for Summary {
     }
 
     fn csv(&self) -> String {
-        let mut out =
-            String::from("ports,first,last,probability,ci95_lo,ci95_hi,sessions,failed\n");
+        let mut out = String::from("ports,first,last,blocking,ci95_lo,ci95_hi,sessions,failed\n");
         for p in &self.blocking {
             let _ = writeln!(
                 out,

@@ -19,7 +19,10 @@ pub struct Context {
     pub scenario: String,
     pub file: String,
     pub os: String,
+    /// The sharing rule's code (`per-session`, `per-account`, `shared`) and in words.
     pub sharing: String,
+    #[serde(default)]
+    pub sharing_description: String,
     pub method: Method,
     pub method_reason: String,
     pub seed: u64,
@@ -44,7 +47,8 @@ impl Context {
             scenario: scenario.name.clone(),
             file: scenario.file.display().to_string(),
             os: scenario.server.os.name().to_string(),
-            sharing: scenario.rule().describe().to_string(),
+            sharing: scenario.rule().code().to_string(),
+            sharing_description: scenario.rule().describe().to_string(),
             method,
             method_reason: reason.to_string(),
             seed: scenario.seed,
@@ -65,11 +69,47 @@ impl Context {
     }
 }
 
+/// Ports held over simulated time: bin `i` covers `[i × bin_s, (i + 1) × bin_s)` seconds
+/// from the start, and holds the time-weighted mean of ports held in it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Occupancy {
+    pub bin_s: f64,
+    pub mean_ports_held: Vec<f64>,
+}
+
+impl Occupancy {
+    fn of(points: impl Iterator<Item = (f64, f64)>) -> Self {
+        let points: Vec<(f64, f64)> = points.collect();
+        let bin_s = match points.as_slice() {
+            [(a, _), (b, _), ..] => b - a,
+            _ => crate::sim::series::OccupancySeries::FIRST_WIDTH_S,
+        };
+        Self {
+            bin_s,
+            mean_ports_held: points.into_iter().map(|(_, mean)| mean).collect(),
+        }
+    }
+
+    /// `(bin start in seconds, mean ports held)`.
+    pub fn points(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.mean_ports_held
+            .iter()
+            .enumerate()
+            .map(|(i, &mean)| (i as f64 * self.bin_s, mean))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mean_ports_held.is_empty()
+    }
+}
+
 /// Blocking with `ports` ports from the base.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockingPoint {
     pub ports: u64,
     pub range: PortRange,
+    /// The blocking probability with this many ports (`blocking`, as `plan`'s table says).
+    #[serde(rename = "blocking")]
     pub probability: f64,
     pub ci95: [f64; 2],
     pub sessions: u64,
@@ -140,9 +180,13 @@ pub struct Configured {
 pub struct Summary {
     #[serde(flatten)]
     pub context: Context,
-    /// Sessions simulated (unconstrained runs, all replications).
+    /// Sessions simulated (unconstrained runs, all replications); in JSON as
+    /// `counts.sessions` (a session list is what `sessions` means elsewhere).
+    #[serde(skip)]
     pub sessions: u64,
     pub blocking: Vec<BlockingPoint>,
+    /// The range to open (`udp_range`, as in `plan` and `blast`'s verdict).
+    #[serde(rename = "udp_range")]
     pub recommended: Option<Recommended>,
     /// Why there is no recommendation, when there is none.
     pub note: Option<String>,
@@ -153,8 +197,8 @@ pub struct Summary {
     /// Of the as-configured run (the unconstrained one when the scenario sets no range).
     pub counts: Counts,
     pub configured: Option<Configured>,
-    /// `(seconds, mean ports held)` over replication 0.
-    pub occupancy: Vec<(f64, f64)>,
+    /// Mean ports held over replication 0, in bins of equal width.
+    pub occupancy: Occupancy,
 }
 
 fn estimate(
@@ -308,7 +352,7 @@ pub fn summarize(context: Context, results: &[ReplicationResult]) -> Summary {
         .first()
         .filter(|r| r.replication == 0)
         .and_then(|r| r.series.as_ref())
-        .map(|s| s.points().collect())
+        .map(|s| Occupancy::of(s.points()))
         .unwrap_or_default();
     Summary {
         sessions: results.iter().map(|r| r.unconstrained.sessions).sum(),

@@ -78,8 +78,8 @@ fn two_clients_too_many_fail_with_error_15_and_tshark_sees_the_traffic() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["verdict"]["sufficient"], false);
-    assert_eq!(report["verdict"]["required"]["first"], 61601);
-    assert_eq!(report["verdict"]["required"]["last"], 61612);
+    assert_eq!(report["verdict"]["udp_range"]["first"], 61601);
+    assert_eq!(report["verdict"]["udp_range"]["last"], 61612);
     let sessions = report["sessions"].as_array().unwrap();
     let mut sent_to: BTreeMap<u64, u64> = BTreeMap::new();
     for s in sessions {

@@ -255,7 +255,7 @@ fn a_log_is_a_trace_simulate_replays() {
     );
     let v = json_of(&output);
     // The same peak as plan --from-log: 8 ports.
-    assert_eq!(v["recommended"]["last"], 33008, "{}", v["recommended"]);
+    assert_eq!(v["udp_range"]["last"], 33008, "{}", v["udp_range"]);
     let notes = v["input_notes"].to_string();
     assert!(
         notes.contains("48 sessions from the transfer log"),

@@ -106,7 +106,7 @@ fn the_trace_replayed_fails_where_simulate_says_and_needs_what_it_recommends() {
     assert_eq!(counts["failed"], report.counts.failed, "{counts}");
     assert_eq!(counts["blocked"], report.counts.blocked, "{counts}");
     assert_eq!(
-        json["recommended"]["last"].as_u64().map(|p| p + 30_000),
+        json["udp_range"]["last"].as_u64().map(|p| p + 30_000),
         report.verdict.required.map(|r| u64::from(r.last())),
         "{json}"
     );

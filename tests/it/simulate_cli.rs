@@ -62,11 +62,19 @@ fn json_has_the_documented_keys() {
     let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
     let first = &value["blocking"][0];
     assert_eq!(first["ports"], 1);
-    assert!(first["probability"].as_f64().unwrap() > 0.5);
+    assert!(first["blocking"].as_f64().unwrap() > 0.5);
     assert_eq!(first["ci95"].as_array().unwrap().len(), 2);
-    assert_eq!(value["recommended"]["first"], 33001);
-    assert_eq!(value["recommended"]["last"], 33021);
-    assert_eq!(value["sessions"], 2_000_000);
+    assert_eq!(value["udp_range"]["first"], 33001);
+    assert_eq!(value["udp_range"]["last"], 33021);
+    // One vocabulary: counts carry the number; `sessions` would be a list elsewhere.
+    assert_eq!(value["counts"]["sessions"], 2_000_000);
+    assert!(value.get("sessions").is_none());
+    assert_eq!(value["sharing"], "per-session");
+    assert_eq!(value["allowed"]["ports"], 18, "a range is {{first, last, ports}}");
+    assert_eq!(first["range"]["ports"], 1);
+    let occupancy = &value["occupancy"];
+    assert!(occupancy["bin_s"].as_f64().unwrap() > 0.0, "{occupancy}");
+    assert!(!occupancy["mean_ports_held"].as_array().unwrap().is_empty());
     assert!(value["peak_port"]["max"].as_u64().unwrap() > 33021);
     for key in ["p50", "p99", "p99_9"] {
         assert!(value["peak_port"][key].is_u64(), "{key}");
@@ -85,7 +93,7 @@ fn csv_is_the_blocking_table() {
     let mut lines = stdout.lines();
     assert_eq!(
         lines.next(),
-        Some("ports,first,last,probability,ci95_lo,ci95_hi,sessions,failed")
+        Some("ports,first,last,blocking,ci95_lo,ci95_hi,sessions,failed")
     );
     assert_eq!(lines.count(), 3, "{stdout}");
 }
