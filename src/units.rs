@@ -408,6 +408,56 @@ pub fn trim(x: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian; Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date (year, month, day) of a day count since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    ((yoe + era * 400 + i64::from(month <= 2)) as i32, month, day)
+}
+
+/// The year of a Unix time.
+pub fn year_of(seconds: i64) -> i32 {
+    civil_from_days(seconds.div_euclid(86_400)).0
+}
+
+/// A Unix time as `2020-08-21 19:32:07` (the log's clock, taken as UTC).
+pub fn format_utc(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return "-".into();
+    }
+    let whole = seconds.floor() as i64;
+    let (year, month, day) = civil_from_days(whole.div_euclid(86_400));
+    let of_day = whole.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// A Unix time as RFC 3339 in UTC: `2026-11-26T05:05:00Z`.
+pub fn rfc3339(seconds: f64) -> String {
+    format_utc(seconds).replacen(' ', "T", 1) + "Z"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,10 +177,18 @@ def main():
             cwd=workdir, env=env, capture_output=True, check=True).stdout
         with open(merged_path, "rb") as f:
             merged = f.read()
+        # The first three keys are each run's provenance (version, command line, start
+        # time), one line each; the result after them must be the same byte for byte.
+        def result(json_bytes):
+            lines = json_bytes.split(b"\n")
+            if not lines[1].startswith(b'  "udprange_version": '):
+                fail("a report without its provenance")
+            return b"\n".join(lines[:1] + lines[4:])
+        merged, whole = result(merged), result(whole)
         if merged != whole:
             fail(f"the merge of the {completions} parts differs from one whole run")
         print(f"check-jobs: ran the {completions} pods' command and the merge here: "
-              f"merge == whole run byte for byte ({len(merged)} bytes); report starts: "
+              f"merge == whole run byte for byte after the provenance ({len(merged)} bytes); report starts: "
               f"{report.splitlines()[0] if report else '(empty)'}")
 
 

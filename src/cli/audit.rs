@@ -58,7 +58,9 @@ struct AuditReport {
     hooks: Vec<&'static str>,
     client_addr: String,
     server_addr: String,
-    /// What the load needs: the UDP range and the TCP control port.
+    /// What the load needs: the UDP range (`udp_range`, as every command names the range
+    /// to open) and the TCP control port.
+    #[serde(rename = "udp_range")]
     needed: PortBounds,
     needed_from: String,
     control_port: Port,
@@ -259,7 +261,9 @@ pub(super) fn audit(args: &AuditArgs) -> Result<Outcome, UsageError> {
     };
     let stdout = match args.format {
         Format::Json => {
-            serde_json::to_string_pretty(&report).map_err(|e| UsageError(e.to_string()))? + "\n"
+            crate::report::with_provenance(
+                serde_json::to_string_pretty(&report).map_err(|e| UsageError(e.to_string()))?,
+            ) + "\n"
         }
         _ => text(&report, &list),
     };

@@ -64,10 +64,21 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => return clap_error(e, out, err),
     };
+    let words: Vec<String> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match i {
+            // The program as users name it, wherever it was started from.
+            0 => "udprange".to_string(),
+            _ => a.to_string_lossy().into_owned(),
+        })
+        .collect();
+    crate::report::Provenance::install(Some(crate::report::Provenance::of(&words)));
     match execute(&cli.command) {
         Ok(outcome) => {
             if let Err(e) = output::write_all(&outcome.files) {

@@ -36,6 +36,73 @@ impl FromStr for Format {
     }
 }
 
+/// Who made a report, and when: the first three keys of every JSON report the command line
+/// writes (`udprange_version`, `command_line`, `started_at`), one line each. Everything
+/// after them is the result, the same byte for byte for the same inputs and seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub command_line: String,
+    pub started_at: String,
+}
+
+thread_local! {
+    static PROVENANCE: std::cell::RefCell<Option<Provenance>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Provenance {
+    /// This run's provenance: `args` as a shell would take them back, and now.
+    pub fn of<S: AsRef<str>>(args: &[S]) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            command_line: args
+                .iter()
+                .map(|a| shell_quoted(a.as_ref()))
+                .collect::<Vec<_>>()
+                .join(" "),
+            started_at: crate::units::rfc3339(now as f64),
+        }
+    }
+
+    /// Reports rendered on this thread from now on carry it (`None`: they carry none).
+    pub fn install(provenance: Option<Provenance>) {
+        PROVENANCE.with(|p| *p.borrow_mut() = provenance);
+    }
+
+    /// The three keys as JSON lines (two spaces in, a comma after each).
+    fn json_lines(&self) -> String {
+        let string = |s: &str| serde_json::to_string(s).expect("strings serialize");
+        format!(
+            "  \"udprange_version\": {},\n  \"command_line\": {},\n  \"started_at\": {},\n",
+            string(env!("CARGO_PKG_VERSION")),
+            string(&self.command_line),
+            string(&self.started_at)
+        )
+    }
+}
+
+/// `text` as a POSIX shell reads it back: as is when it is plain, else single-quoted.
+fn shell_quoted(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,%@+".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// Puts the installed provenance's keys first in a pretty-printed JSON object.
+pub fn with_provenance(json: String) -> String {
+    PROVENANCE.with(|p| match (&*p.borrow(), json.strip_prefix("{\n")) {
+        (Some(provenance), Some(rest)) => format!("{{\n{}{rest}", provenance.json_lines()),
+        _ => json,
+    })
+}
+
 /// A report that renders in every [`Format`].
 pub trait Export: serde::Serialize {
     /// The readable report.
@@ -45,7 +112,8 @@ pub trait Export: serde::Serialize {
 
     /// Exactly one JSON object, newline-terminated.
     fn json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("reports serialize");
+        let mut text =
+            with_provenance(serde_json::to_string_pretty(self).expect("reports serialize"));
         text.push('\n');
         text
     }

@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use crate::units::format_utc;
+use crate::units::{days_from_civil, year_of};
+
 /// Largest log file read: 16 GiB (months of a busy server's log).
 pub const MAX_LOG_BYTES: u64 = 16 << 30;
 /// Longest line kept; the rest of a longer line is skipped (and the line is malformed).
@@ -620,51 +623,6 @@ fn clock_seconds(text: &str) -> Option<f64> {
         .then(|| f64::from(h * 3600 + m * 60) + s)
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian; Howard Hinnant's algorithm).
-fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
-    let y = i64::from(year) - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date (year, month, day) of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i32, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    ((yoe + era * 400 + i64::from(month <= 2)) as i32, month, day)
-}
-
-/// The year of a Unix time.
-fn year_of(seconds: i64) -> i32 {
-    civil_from_days(seconds.div_euclid(86_400)).0
-}
-
-/// A Unix time as `2020-08-21 19:32:07` (the log's clock, taken as UTC).
-pub fn format_utc(seconds: f64) -> String {
-    if !seconds.is_finite() {
-        return "-".into();
-    }
-    let whole = seconds.floor() as i64;
-    let (year, month, day) = civil_from_days(whole.div_euclid(86_400));
-    let of_day = whole.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
-}
-
 fn epoch_seconds(stamp: Stamp) -> f64 {
     let year = match stamp.year {
         YearOf::Given(y) | YearOf::Wraps(y) => y,
@@ -675,6 +633,7 @@ fn epoch_seconds(stamp: Stamp) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::civil_from_days;
 
     fn write(name: &str, text: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("udprange-translog-{}", std::process::id()));

@@ -26,7 +26,10 @@ fn too_narrow_is_missing_and_exit_1() {
     assert_eq!(r["sufficient"], false);
     assert_eq!(r["format"], "iptables-save");
     assert_eq!(
-        (r["needed"]["first"].as_u64(), r["needed"]["last"].as_u64()),
+        (
+            r["udp_range"]["first"].as_u64(),
+            r["udp_range"]["last"].as_u64()
+        ),
         (Some(33001), Some(33010))
     );
     assert_eq!(ranges(&r["missing"]), [(33009, 33010)]);

@@ -378,3 +378,102 @@ fn closed_stdout_is_not_an_error() {
     assert!(status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Every JSON report starts with its provenance, one line per key, and the command line
+/// reads back as a shell would take it.
+#[test]
+fn every_json_report_starts_with_its_provenance() {
+    let dir = std::env::temp_dir().join(format!("udprange-provenance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let part = dir.join("part-0.json");
+    let part = part.to_str().unwrap();
+    let simulate_out = udprange(&[
+        "simulate",
+        "scenarios/seed-windows-10.toml",
+        "--replications",
+        "2",
+        "--shard",
+        "0/1",
+        "--out",
+        part,
+    ]);
+    assert!(simulate_out.status.success());
+    for args in [
+        vec!["plan", "--format", "json", "--occupied", "33004,33007"],
+        vec![
+            "simulate",
+            "scenarios/seed-windows-10.toml",
+            "--replications",
+            "2",
+            "--format",
+            "json",
+        ],
+        vec!["merge", part, "--format", "json"],
+        vec![
+            "audit",
+            "tests/data/rulesets/corp.rules",
+            "--format",
+            "json",
+        ],
+        vec![
+            "plan",
+            "--from-log",
+            "tests/data/logs/aspera-scp-transfer.log",
+            "--format",
+            "json",
+        ],
+        vec![
+            "blast",
+            "--clients",
+            "1",
+            "--duration",
+            "0.3s",
+            "--base-port",
+            "64801",
+            "--allowed",
+            "64801-64802",
+            "--format",
+            "json",
+        ],
+    ] {
+        let output = udprange(&args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = stdout.lines().take(4).collect();
+        assert_eq!(lines[0], "{", "{args:?}");
+        assert_eq!(
+            lines[1],
+            format!("  \"udprange_version\": \"{}\",", env!("CARGO_PKG_VERSION")),
+            "{args:?}"
+        );
+        assert_eq!(
+            lines[2],
+            format!("  \"command_line\": \"udprange {}\",", args.join(" ")),
+            "{args:?}"
+        );
+        let started = lines[3].trim_start_matches("  \"started_at\": \"");
+        assert!(
+            started.len() == "2026-11-26T05:00:57Z\",".len() && started.ends_with("Z\","),
+            "{args:?}: {}",
+            lines[3]
+        );
+        let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert!(value["started_at"].as_str().unwrap().starts_with("20"));
+    }
+    // A word a shell would split is quoted.
+    let value = json(&[
+        "plan",
+        "--format",
+        "json",
+        "--from-log",
+        "tests/data/logs/aspera-scp-transfer.log",
+        "--growth",
+        "30%",
+    ]);
+    assert!(
+        value["command_line"]
+            .as_str()
+            .unwrap()
+            .ends_with("--growth 30%")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

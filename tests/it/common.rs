@@ -160,3 +160,20 @@ pub fn netns_list() -> String {
     let output = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A JSON report without its provenance (the first three keys: `udprange_version`,
+/// `command_line`, `started_at`, one line each): the result, to compare byte for byte.
+pub fn result_of(json: &[u8]) -> String {
+    let text = String::from_utf8_lossy(json);
+    let mut lines = text.split_inclusive('\n');
+    let first = lines.next().unwrap_or_default();
+    let provenance: Vec<&str> = lines.by_ref().take(3).collect();
+    assert!(
+        provenance.len() == 3
+            && provenance[0].starts_with("  \"udprange_version\": ")
+            && provenance[1].starts_with("  \"command_line\": ")
+            && provenance[2].starts_with("  \"started_at\": "),
+        "no provenance in {text}"
+    );
+    first.to_string() + &lines.collect::<String>()
+}

@@ -70,7 +70,10 @@ fn json_has_the_documented_keys() {
     assert_eq!(value["counts"]["sessions"], 2_000_000);
     assert!(value.get("sessions").is_none());
     assert_eq!(value["sharing"], "per-session");
-    assert_eq!(value["allowed"]["ports"], 18, "a range is {{first, last, ports}}");
+    assert_eq!(
+        value["allowed"]["ports"], 18,
+        "a range is {{first, last, ports}}"
+    );
     assert_eq!(first["range"]["ports"], 1);
     let occupancy = &value["occupancy"];
     assert!(occupancy["bin_s"].as_f64().unwrap() > 0.0, "{occupancy}");
@@ -110,7 +113,7 @@ fn thread_count_does_not_change_the_result() {
             threads,
         ]);
         assert!(output.status.success());
-        output.stdout
+        crate::common::result_of(&output.stdout)
     };
     assert_eq!(run("1"), run("2"));
 }
@@ -147,7 +150,10 @@ fn shards_merge_into_the_single_run_and_plot() {
     );
     assert!(merged.status.success(), "{}", text(&merged.stderr));
     let whole = udprange_in(&dir, &["simulate", scenario, "--format", "json"]);
-    assert_eq!(text(&merged.stdout), text(&whole.stdout));
+    assert_eq!(
+        crate::common::result_of(&merged.stdout),
+        crate::common::result_of(&whole.stdout)
+    );
     let svg = fs::read_to_string(dir.join("merged.svg")).unwrap();
     assert!(
         svg.starts_with("<svg") && svg.contains("blocking by client range size"),
@@ -518,7 +524,10 @@ fn merged_and_whole(dir: &Path, scenario: &str, extra: &[&str], shards: u32) -> 
         &[&["simulate", scenario, "--format", "json"], extra].concat(),
     );
     assert!(whole.status.success(), "{}", text(&whole.stderr));
-    (text(&merged.stdout), text(&whole.stdout))
+    (
+        crate::common::result_of(&merged.stdout),
+        crate::common::result_of(&whole.stdout),
+    )
 }
 
 /// Merged JSON equals the whole run byte for byte, for every shipped scenario (few
