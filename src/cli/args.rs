@@ -246,8 +246,26 @@ impl SizingArgs {
     }
 }
 
+/// Reports written to files beside the one on stdout (as hyperfine's `--export-json`): one
+/// run gives both the readable report and the data.
+#[derive(Debug, Args, Default)]
+pub struct ExportArgs {
+    /// Also write the JSON report to FILE, whatever --format prints; none by default.
+    /// Example: --export-json report.json
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub export_json: Option<PathBuf>,
+
+    /// Also write the CSV table to FILE, whatever --format prints; none by default.
+    /// Example: --export-csv table.csv
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub export_csv: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub export: ExportArgs,
+
     #[command(flatten)]
     pub sizing: SizingArgs,
 
@@ -287,6 +305,9 @@ pub struct RulesArgs {
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
+    #[command(flatten)]
+    pub export: ExportArgs,
+
     /// Scenario file (TOML); the embedded seed example when omitted.
     /// Example: udprange simulate scenarios/busy-hour-enterprise.toml
     #[arg(value_name = "SCENARIO")]
@@ -361,6 +382,9 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
+    #[command(flatten)]
+    pub export: ExportArgs,
+
     /// Shard files from `simulate --shard I/N --out FILE`, all of one scenario.
     /// Example: udprange merge part-*.json
     #[arg(value_name = "PART", required = true)]
@@ -377,6 +401,9 @@ pub struct MergeArgs {
 
 #[derive(Debug, Args)]
 pub struct BlastArgs {
+    #[command(flatten)]
+    pub export: ExportArgs,
+
     /// Scenario file (TOML) whose [workload] is replayed with real packets (replication 0 of
     /// `simulate`'s random stream); the embedded seed example when omitted.
     /// Example: udprange blast scenarios/macos-accounts.toml
@@ -641,6 +668,9 @@ fn parse_path_duration(text: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
+    #[command(flatten)]
+    pub export: ExportArgs,
+
     /// The ruleset: nftables (`nft -f` text, needs root and nft to read; or `nft -j list
     /// ruleset` JSON) or iptables-save output, told apart by content.
     /// Example: udprange audit /etc/nftables.conf

@@ -141,6 +141,7 @@ fn needed(args: &AuditArgs) -> Result<(PortRange, Port, String), UsageError> {
 }
 
 pub(super) fn audit(args: &AuditArgs) -> Result<Outcome, UsageError> {
+    super::output::preflight(&args.export.paths())?;
     let ruleset = UserRuleset::read(&args.ruleset).map_err(|e| UsageError(e.to_string()))?;
     let (needed, control_port, needed_from) = needed(args)?;
     let model = model(&ruleset)?;
@@ -259,19 +260,63 @@ pub(super) fn audit(args: &AuditArgs) -> Result<Outcome, UsageError> {
         Some(c) if !c.agree => EXIT_FAILED.max(code),
         _ => code,
     };
+    let json = crate::report::with_provenance(
+        serde_json::to_string_pretty(&report).map_err(|e| UsageError(e.to_string()))?,
+    ) + "\n";
+    let mut files = Vec::new();
+    if let Some(path) = &args.export.export_json {
+        files.push(super::OutputFile {
+            flag: "--export-json",
+            path: path.clone(),
+            contents: json.clone().into_bytes(),
+        });
+    }
+    if let Some(path) = &args.export.export_csv {
+        files.push(super::OutputFile {
+            flag: "--export-csv",
+            path: path.clone(),
+            contents: csv(&report).into_bytes(),
+        });
+    }
     let stdout = match args.format {
-        Format::Json => {
-            crate::report::with_provenance(
-                serde_json::to_string_pretty(&report).map_err(|e| UsageError(e.to_string()))?,
-            ) + "\n"
-        }
+        Format::Json => json,
         _ => text(&report, &list),
     };
     Ok(Outcome {
         stdout,
-        files: Vec::new(),
+        files,
         code,
     })
+}
+
+/// The audit as a table: one row per range of UDP ports and what the ruleset does to them
+/// (`passes` with `needed` true or false, `missing`, `undecided` with why).
+fn csv(r: &AuditReport) -> String {
+    let mut out = String::from("fate,first,last,ports,needed,why\n");
+    let needed = |b: &PortBounds| b.first <= r.needed.last && b.last >= r.needed.first;
+    for b in &r.passes {
+        let _ = writeln!(
+            out,
+            "passes,{},{},{},{},",
+            b.first,
+            b.last,
+            b.ports,
+            needed(b)
+        );
+    }
+    for b in &r.missing {
+        let _ = writeln!(out, "missing,{},{},{},true,", b.first, b.last, b.ports);
+    }
+    for u in &r.undecided {
+        let why = u.why.join("; ").replace('"', "\"\"");
+        let overlaps = u.first <= r.needed.last && u.last >= r.needed.first;
+        let _ = writeln!(
+            out,
+            "undecided,{},{},{},{overlaps},\"{why}\"",
+            u.first, u.last, u.ports
+        );
+    }
+    out
 }
 
 fn text(r: &AuditReport, list: &dyn Fn(&[PortRange]) -> String) -> String {

@@ -352,10 +352,15 @@ async fn watch_run(
 
 pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
     let config = config(args)?;
-    output::preflight(&[
-        ("--pcap", args.pcap.as_deref()),
-        ("--plot", args.plot.as_deref()),
-    ])?;
+    output::preflight(
+        &[
+            ("--pcap", args.pcap.as_deref()),
+            ("--plot", args.plot.as_deref()),
+        ]
+        .into_iter()
+        .chain(args.export.paths())
+        .collect::<Vec<_>>(),
+    )?;
     let prepared = blast::prepare(&config).map_err(|e| match e {
         blast::BlastError::TimeScale(why)
             if why.starts_with("server.linger") || why.starts_with("this load") =>
@@ -449,6 +454,7 @@ pub(super) fn blast(args: &BlastArgs) -> Result<Outcome, UsageError> {
             contents: bytes,
         });
     }
+    files.extend(args.export.files(&report));
     Ok(Outcome {
         stdout: if text {
             crate::report::blast::body_text(&report)

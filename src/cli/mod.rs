@@ -184,9 +184,14 @@ fn first_paragraph(message: &str) -> String {
 
 fn execute(command: &Command) -> Result<Outcome, UsageError> {
     match command {
-        Command::Plan(args) => Ok(Outcome::text(
-            plan_report(&args.sizing)?.render(args.format),
-        )),
+        Command::Plan(args) => {
+            output::preflight(&args.export.paths())?;
+            let report = plan_report(&args.sizing)?;
+            Ok(Outcome {
+                files: args.export.files(&report),
+                ..Outcome::text(report.render(args.format))
+            })
+        }
         Command::Rules(args) => rules_text(args).map(Outcome::text),
         Command::Simulate(args) => simulate::simulate(args),
         Command::Check(args) => simulate::check(args),

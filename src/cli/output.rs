@@ -224,6 +224,36 @@ pub fn write_all(files: &[OutputFile]) -> Result<(), String> {
     Ok(())
 }
 
+impl crate::cli::args::ExportArgs {
+    /// The export paths, for [`preflight`].
+    pub fn paths(&self) -> [(&'static str, Option<&Path>); 2] {
+        [
+            ("--export-json", self.export_json.as_deref()),
+            ("--export-csv", self.export_csv.as_deref()),
+        ]
+    }
+
+    /// The files asked for, rendered from `report`.
+    pub fn files(&self, report: &impl crate::report::Export) -> Vec<OutputFile> {
+        let mut files = Vec::new();
+        if let Some(path) = &self.export_json {
+            files.push(OutputFile {
+                flag: "--export-json",
+                path: path.clone(),
+                contents: report.json().into_bytes(),
+            });
+        }
+        if let Some(path) = &self.export_csv {
+            files.push(OutputFile {
+                flag: "--export-csv",
+                path: path.clone(),
+                contents: report.csv().into_bytes(),
+            });
+        }
+        files
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

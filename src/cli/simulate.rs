@@ -141,10 +141,24 @@ pub(super) fn simulate(args: &SimulateArgs) -> Result<Outcome, UsageError> {
             "a shard holds part of the run: plot the merged result (udprange merge --plot)",
         ));
     }
-    output::preflight(&[
-        ("--out", args.out.as_deref()),
-        ("--plot", args.plot.as_deref()),
-    ])?;
+    output::preflight(
+        &[
+            ("--out", args.out.as_deref()),
+            ("--plot", args.plot.as_deref()),
+        ]
+        .into_iter()
+        .chain(args.export.paths())
+        .collect::<Vec<_>>(),
+    )?;
+    if args.shard.is_some()
+        && (args.export.export_json.is_some() || args.export.export_csv.is_some())
+    {
+        return Err(UsageError::flag(
+            "--shard",
+            "",
+            "a shard holds part of the run: export the merged result (udprange merge --export-json)",
+        ));
+    }
     let results = run_scenario(&scenario, shard, args.threads.threads)?;
     let context = Context::of(&scenario);
     let mut files = Vec::new();
@@ -197,6 +211,7 @@ pub(super) fn simulate(args: &SimulateArgs) -> Result<Outcome, UsageError> {
     let summary = sim::summarize(context, &results);
     let (stdout, plot) = summary_outputs(&summary, args.format, args.plot.as_deref())?;
     files.extend(plot);
+    files.extend(args.export.files(&summary));
     Ok(Outcome {
         stdout,
         files,
@@ -205,7 +220,11 @@ pub(super) fn simulate(args: &SimulateArgs) -> Result<Outcome, UsageError> {
 }
 
 pub(super) fn merge(args: &MergeArgs) -> Result<Outcome, UsageError> {
-    output::preflight(&[("--plot", args.plot.as_deref())])?;
+    output::preflight(
+        &std::iter::once(("--plot", args.plot.as_deref()))
+            .chain(args.export.paths())
+            .collect::<Vec<_>>(),
+    )?;
     let mut parts = Vec::new();
     for path in &args.parts {
         let text = limits::read_text(path, limits::MAX_SHARD_BYTES, "shard")
@@ -222,7 +241,8 @@ pub(super) fn merge(args: &MergeArgs) -> Result<Outcome, UsageError> {
         None => UsageError(format!("merge: {e}")),
     })?;
     let summary = sim::summarize(context, &results);
-    let (stdout, files) = summary_outputs(&summary, args.format, args.plot.as_deref())?;
+    let (stdout, mut files) = summary_outputs(&summary, args.format, args.plot.as_deref())?;
+    files.extend(args.export.files(&summary));
     Ok(Outcome {
         stdout,
         files,

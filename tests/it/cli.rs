@@ -477,3 +477,100 @@ fn every_json_report_starts_with_its_provenance() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--export-json` and `--export-csv` write the data beside the report on stdout, for every
+/// command with a report; a path that cannot be written is one error before the run.
+#[test]
+fn exports_sit_beside_the_report() {
+    let dir = std::env::temp_dir().join(format!("udprange-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (json_file, csv_file) = (path("r.json"), path("r.csv"));
+    for (args, csv_header) in [
+        (
+            vec!["plan", "--concurrent", "12"],
+            "os,ports_needed,first,last,tcp_control_port",
+        ),
+        (
+            vec![
+                "simulate",
+                "scenarios/seed-windows-10.toml",
+                "--replications",
+                "2",
+            ],
+            "ports,first,last,blocking,ci95_lo,ci95_hi,sessions,failed",
+        ),
+        (
+            vec!["audit", "tests/data/rulesets/corp.rules", "--iif", "eth0"],
+            "fate,first,last,ports,needed,why",
+        ),
+        (
+            vec![
+                "blast",
+                "--clients",
+                "1",
+                "--duration",
+                "0.3s",
+                "--base-port",
+                "64811",
+                "--allowed",
+                "64811-64812",
+            ],
+            "id,",
+        ),
+    ] {
+        let mut full = args.clone();
+        full.extend(["--export-json", &json_file, "--export-csv", &csv_file]);
+        let output = udprange(&full);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !stdout.starts_with('{') && !stdout.is_empty(),
+            "{args:?}: the text report stays on stdout"
+        );
+        let exported: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
+        assert_eq!(
+            exported["command_line"],
+            format!("udprange {}", full.join(" "))
+        );
+        let csv = std::fs::read_to_string(&csv_file).unwrap();
+        assert!(csv.starts_with(csv_header), "{args:?}: {csv}");
+        std::fs::remove_file(&json_file).unwrap();
+        std::fs::remove_file(&csv_file).unwrap();
+    }
+    let exported_plan = udprange(&["plan", "--export-json", &json_file]);
+    assert!(exported_plan.status.success());
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
+    assert_eq!(plan["udp_range"]["ports"], 10);
+    // Unwritable: one error naming the flag, nothing on stdout.
+    for args in [
+        vec!["plan", "--export-json", "/no/such/dir/r.json"],
+        vec![
+            "simulate",
+            "scenarios/seed-windows-10.toml",
+            "--export-csv",
+            "/no/such/dir/r.csv",
+        ],
+    ] {
+        let output = udprange(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty());
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("--export-"),
+            "{args:?}"
+        );
+    }
+    let output = udprange(&[
+        "simulate",
+        "scenarios/seed-windows-10.toml",
+        "--shard",
+        "0/2",
+        "--out",
+        &path("p.json"),
+        "--export-json",
+        &json_file,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -75,10 +75,9 @@ fn sized_transfers_complete_through_loss() {
         .map(|s| s["completion_s"].as_f64().unwrap())
         .fold(0.0, f64::max);
     let elapsed = report["elapsed_s"].as_f64().unwrap();
-    assert!(
-        elapsed < last + 2.0,
-        "{elapsed} s for transfers done by {last} s"
-    );
+    // (Waiting for the deadline would take at least 8.2 s; setting up the namespaces on a
+    // busy machine takes a second or two of its own.)
+    assert!(elapsed < 8.0, "{elapsed} s for transfers done by {last} s");
     assert!(
         report["load_description"]
             .as_str()
