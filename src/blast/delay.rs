@@ -37,7 +37,7 @@ const RECEIVE_BUFFER: libc::c_int = 16 << 20;
 const IDLE_WAKE: Duration = Duration::from_millis(20);
 
 /// What the delay line did over a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct DelayStats {
     /// Packets it held and released.
     pub packets: u64,

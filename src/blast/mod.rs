@@ -358,7 +358,7 @@ fn wall_clock(duration: crate::units::Duration, limit: Duration) -> Duration {
 }
 
 /// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Latency {
     pub p50: u64,
     pub p99: u64,
@@ -366,7 +366,7 @@ pub struct Latency {
 }
 
 /// How a session ended, as reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Ok,
@@ -395,7 +395,7 @@ impl Outcome {
 }
 
 /// What the model decided for a session, as the report spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Predicted {
     pub outcome: Outcome,
     pub port: Option<Port>,
@@ -416,7 +416,7 @@ impl From<Decision> for Predicted {
 }
 
 /// One session (one attempt of it) in the report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SessionResult {
     /// The attempt's number in the run, from 1, in start order.
     pub id: u32,
@@ -471,14 +471,14 @@ pub struct SessionResult {
 }
 
 /// Sessions whose outcome and port were what the model predicted, and the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct Agreement {
     pub agree: u32,
     pub disagree: u32,
 }
 
 /// A session the packets and the model disagree on, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Disagreement {
     pub id: u32,
     pub predicted: Predicted,
@@ -488,7 +488,7 @@ pub struct Disagreement {
 }
 
 /// One interval report (`--interval`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Interval {
     /// Wall seconds from the start of the run to the end of the interval.
     pub t: f64,
@@ -502,7 +502,7 @@ pub struct Interval {
 }
 
 /// What a run concluded about the range under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Every session got through.
@@ -515,7 +515,7 @@ pub enum Status {
 }
 
 /// Whether the range under test is enough.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Verdict {
     pub status: Status,
     pub sufficient: bool,
@@ -539,7 +539,7 @@ pub struct Verdict {
 }
 
 /// Datagrams and control frames dropped because they were not a session's own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct Rejected {
     /// At the server: unknown sessions, wrong tokens, strangers, impossible claims, HELLOs
     /// without the run's key, control connections that never spoke.
@@ -550,7 +550,7 @@ pub struct Rejected {
 }
 
 /// What a run is about to do; printed before the first packet.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Header {
     pub backend: &'static str,
     pub os: &'static str,
@@ -589,14 +589,14 @@ pub struct Header {
 }
 
 /// A client group and its outbound range.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct GroupRange {
     pub name: String,
     pub allowed: PortRange,
 }
 
 /// Everything a run measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct BlastReport {
     #[serde(flatten)]
     pub header: Header,
@@ -1140,7 +1140,7 @@ fn ruleset_verdict(
 }
 
 /// What the netns backend adds to a report.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, schemars::JsonSchema)]
 pub struct KernelPath {
     /// The nftables ruleset that was in force in the client namespace.
     pub client_ruleset: String,
@@ -1160,7 +1160,7 @@ pub struct KernelPath {
 }
 
 /// Packets dropped on each host, from the kernel's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct HostDrops {
     pub client: u64,
     pub router: u64,
@@ -1168,7 +1168,7 @@ pub struct HostDrops {
 }
 
 /// The user's ruleset under test, and what it did to this load.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RulesetReport {
     pub file: String,
     pub format: crate::firewall::ruleset::Format,

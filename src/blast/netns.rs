@@ -83,7 +83,7 @@ pub struct WanPath {
 }
 
 /// Which mechanism carries each impairment, for the report.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct Mechanisms {
     pub delay: Option<String>,
     pub loss: Option<String>,

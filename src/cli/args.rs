@@ -103,6 +103,17 @@ pub enum Command {
     /// Man pages (roff): udprange's own on stdout, or a command's, or all of them into a
     /// directory, e.g. `udprange man plan | man -l -`.
     Man(ManArgs),
+    /// The JSON Schema of a command's `--format json` report (plan, simulate, merge, blast,
+    /// audit), generated from the report's types; the same files are in `schemas/`.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// The command whose report to describe: plan, simulate, merge, blast or audit.
+    /// Example: udprange schema plan
+    #[arg(value_name = "COMMAND", value_parser = ["plan", "simulate", "merge", "blast", "audit"])]
+    pub command: String,
 }
 
 #[derive(Debug, Args)]

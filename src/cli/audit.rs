@@ -16,7 +16,7 @@ fn bounds(ranges: &[PortRange]) -> Vec<PortBounds> {
     ranges.iter().copied().map(PortBounds::from).collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 struct Undecided {
     first: Port,
     last: Port,
@@ -25,7 +25,7 @@ struct Undecided {
     why: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 struct Disagreement {
     first: Port,
     last: Port,
@@ -35,7 +35,7 @@ struct Disagreement {
     kernel: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 struct Confirm {
     agree: bool,
     /// UDP ports whose probe reached the server.
@@ -49,8 +49,8 @@ struct Confirm {
 }
 
 /// The report, one JSON object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-struct AuditReport {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub(super) struct AuditReport {
     ruleset: String,
     format: RulesetFormat,
     at: &'static str,

@@ -14,6 +14,7 @@ mod choices;
 mod man;
 mod output;
 mod path;
+pub mod schema;
 mod serve;
 mod simulate;
 
@@ -208,6 +209,9 @@ fn execute(command: &Command) -> Result<Outcome, UsageError> {
             ))
         }
         Command::Man(args) => man::man(args),
+        Command::Schema(args) => schema::schema_text(&args.command)
+            .map(Outcome::text)
+            .ok_or_else(|| UsageError::flag("schema", &args.command, "has no JSON report")),
     }
 }
 

@@ -31,7 +31,7 @@ use crate::model::{Port, PortRange};
 pub const VLINK_PORT: Port = 55001;
 pub use crate::model::{SSH_PORT, VENDOR_CONTROL_PORT};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -48,14 +48,14 @@ impl Protocol {
 }
 
 /// Which machine's firewall a rule set is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Client,
     Server,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Inbound,
@@ -81,7 +81,7 @@ impl Direction {
 }
 
 /// One opening a firewall must allow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Opening {
     pub protocol: Protocol,
     pub direction: Direction,
@@ -91,7 +91,7 @@ pub struct Opening {
 }
 
 /// The openings a transfer needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Requirements {
     pub tcp_control_port: Port,
     pub udp_range: PortRange,

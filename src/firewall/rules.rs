@@ -34,7 +34,7 @@ use super::{Direction, Opening, Peer, Protocol, Side};
 use crate::model::{MAX_PORT, PortRange};
 
 /// A firewall rule syntax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Syntax {
     Nftables,

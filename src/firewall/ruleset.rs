@@ -9,7 +9,7 @@ use crate::limits;
 pub const MAX_RULESET_BYTES: u64 = 4 << 20;
 
 /// Where a firewall sits on the path: the hook a packet from client to server meets there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Host {
     /// The client's output hook.
@@ -40,7 +40,7 @@ impl Host {
 }
 
 /// How a ruleset is written, and so which tool loads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// `nft -f` text.

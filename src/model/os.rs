@@ -21,7 +21,9 @@ use std::str::FromStr;
 use serde::Serialize;
 
 /// The transfer server's operating system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerOs {
     Windows,
@@ -56,7 +58,7 @@ pub const SSH_PORT: u16 = 22;
 pub const VENDOR_CONTROL_PORT: u16 = 33001;
 
 /// The TCP control port a client connects to, and why that one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ControlPort {
     pub port: u16,
     pub why: String,
@@ -108,7 +110,7 @@ impl FromStr for ServerOs {
 }
 
 /// Which concurrent sessions may share one UDP port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SharingRule {
     /// Every session binds its own port (windows; linux without port reuse).

@@ -48,6 +48,16 @@ impl serde::Serialize for PortRange {
     }
 }
 
+impl schemars::JsonSchema for PortRange {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PortRange".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        PortBounds::json_schema(generator)
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for PortRange {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(serde::Deserialize)]
@@ -81,7 +91,7 @@ pub fn parse_port(text: &str) -> Result<Port, RangeError> {
 }
 
 /// A range as JSON shows it: `{"first": …, "last": …, "ports": …}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct PortBounds {
     pub first: Port,
     pub last: Port,

@@ -16,7 +16,7 @@ use crate::scenario::translog::{Ending, LoggedSession};
 use super::ServerSpec;
 
 /// Which end of the log's sessions is the transfer server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogSide {
     /// A server's log: `local=` is the server's UDP port.
@@ -38,7 +38,7 @@ impl LogSide {
 pub const NAMED_DISAGREEMENTS: usize = 10;
 
 /// One server's load in the log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ServerLoad {
     /// The server's address (from the side that is the server's), when known.
     pub address: Option<IpAddr>,
@@ -51,7 +51,7 @@ pub struct ServerLoad {
 }
 
 /// A session whose real port is not the one the model hands it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PortDisagreement {
     pub uuid: String,
     pub file: String,
@@ -61,7 +61,7 @@ pub struct PortDisagreement {
 }
 
 /// The model's ports against the real server's, session by session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PortComparison {
     pub side: LogSide,
     /// How the side was chosen: given, or detected and why.
@@ -77,7 +77,7 @@ pub struct PortComparison {
 }
 
 /// What the log says about the ports needed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LogSizing {
     pub sessions: u64,
     pub failed: u64,

@@ -11,7 +11,7 @@ use crate::plan::logsize::LogSizing;
 use crate::scenario::translog::{Issues, format_utc};
 
 /// A range as every JSON gives it: `{first, last, ports}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct UdpRange {
     pub first: Port,
     pub last: Port,
@@ -34,14 +34,14 @@ impl From<PortRange> for UdpRange {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TableRow {
     pub ports: u64,
     pub blocking: f64,
 }
 
 /// The random-load part of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Stochastic {
     /// Which loss model was used (erlang-b, engset, per-account, shared-port, multi-session).
     pub model: String,
@@ -55,7 +55,7 @@ pub struct Stochastic {
 }
 
 /// What `plan` answers: the range, the control port, and where they must be opened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PlanReport {
     pub os: ServerOs,
     /// The sharing rule's code (`per-session`, `per-account`, `shared`) and in words.
@@ -88,7 +88,7 @@ pub struct PlanReport {
 }
 
 /// What the transfer logs showed, and how the range follows from them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LogReport {
     pub files: Vec<String>,
     pub lines: u64,

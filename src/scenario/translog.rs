@@ -37,7 +37,7 @@ pub const MAX_LOG_SESSIONS: usize = crate::limits::MAX_TRACE_SESSIONS;
 pub const NAMED_ISSUES: usize = 5;
 
 /// How a session ended, from its Stop line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase", tag = "status")]
 pub enum Ending {
     Success,
@@ -69,7 +69,7 @@ pub struct LoggedSession {
 }
 
 /// A line that is not a usable part of a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Issue {
     pub file: String,
     pub line: u64,
@@ -77,7 +77,7 @@ pub struct Issue {
 }
 
 /// Problems found, counted, with the first few named.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Issues {
     pub malformed: u64,
     pub unmatched: u64,

@@ -159,14 +159,26 @@ impl PortTable for SessionPorts {
 }
 
 /// Sessions and failures of one client group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct Tally {
     pub sessions: u64,
     pub failed: u64,
 }
 
 /// The counts of one run, as kept per replication (and in shard files).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct RunCounts {
     /// Sessions started (first attempts).
     pub sessions: u64,

@@ -50,7 +50,7 @@ use crate::model::{Port, PortRange, SharingRule};
 use crate::scenario::Scenario;
 
 /// How candidate range sizes are evaluated; see the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     OnePass,
@@ -92,7 +92,7 @@ impl Method {
 }
 
 /// Which slice of the replications to run: `index` of `count` (0-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Shard {
     pub index: u32,
     pub count: u32,
@@ -136,7 +136,7 @@ impl std::fmt::Display for Shard {
 }
 
 /// Everything one replication contributes; merging shards is concatenating these.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplicationResult {
     pub replication: u32,
     /// Highest port of the unconstrained run (0 if no port was handed out).

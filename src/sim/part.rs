@@ -24,7 +24,7 @@ use crate::workload::SimTime;
 /// The format tag; a file with another tag is refused.
 pub const PART_FORMAT: &str = "udprange-part/2";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Part {
     pub format: String,

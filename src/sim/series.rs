@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::workload::SimTime;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OccupancySeries {
     /// Width of one bucket: `2^width_shift` nanoseconds (a shift, not a division, per event).
     width_shift: u32,

@@ -14,7 +14,7 @@ use crate::stats::blocking_estimate;
 
 /// What a summary needs to know of its scenario; stored in shard files so that `merge`
 /// needs nothing else.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Context {
     pub scenario: String,
     pub file: String,
@@ -71,7 +71,7 @@ impl Context {
 
 /// Ports held over simulated time: bin `i` covers `[i × bin_s, (i + 1) × bin_s)` seconds
 /// from the start, and holds the time-weighted mean of ports held in it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Occupancy {
     pub bin_s: f64,
     pub mean_ports_held: Vec<f64>,
@@ -104,7 +104,7 @@ impl Occupancy {
 }
 
 /// Blocking with `ports` ports from the base.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BlockingPoint {
     pub ports: u64,
     pub range: PortRange,
@@ -116,7 +116,7 @@ pub struct BlockingPoint {
     pub failed: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Recommended {
     pub first: Port,
     pub last: Port,
@@ -124,7 +124,7 @@ pub struct Recommended {
 }
 
 /// Peak port per replication, as percentiles of an HDR histogram.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PeakPort {
     pub p50: Port,
     pub p99: Port,
@@ -133,14 +133,14 @@ pub struct PeakPort {
 }
 
 /// How busy one port was: the share of simulated time some key held it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PortUse {
     pub port: Port,
     pub utilisation: f64,
 }
 
 /// Session counts, summed over replications.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Counts {
     pub sessions: u64,
     pub ok: u64,
@@ -156,7 +156,7 @@ pub struct Counts {
 }
 
 /// One client group in the as-configured run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GroupResult {
     pub name: String,
     pub allowed: Option<PortRange>,
@@ -167,7 +167,7 @@ pub struct GroupResult {
 }
 
 /// The scenario's own client ranges.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Configured {
     /// Blocking of the clients on `[client].allowed` (the default group).
     pub blocking: f64,
@@ -176,7 +176,7 @@ pub struct Configured {
 }
 
 /// The answer of `udprange simulate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     #[serde(flatten)]
     pub context: Context,

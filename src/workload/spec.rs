@@ -133,7 +133,7 @@ pub struct Workload {
 
 /// How a blast session chooses its rate (`--policy`, `[traffic] policy`): see
 /// `blast::rate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     Fixed,
@@ -173,7 +173,7 @@ pub enum TransferSize {
 }
 
 /// When blast clients start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Start {
     /// All at once.

@@ -20,6 +20,7 @@ mod properties;
 mod replay;
 mod router;
 mod scenario_properties;
+mod schemas;
 mod serve;
 mod shell;
 mod simulate_cli;
