@@ -262,5 +262,31 @@ fn a_log_is_a_trace_simulate_replays() {
         "{notes}"
     );
     assert!(notes.contains("1 malformed and 1 unmatched"), "{notes}");
+    // blast replays the same sessions with real packets, in the model's order.
+    let output = udprange(&[
+        "blast",
+        scenario.to_str().unwrap(),
+        "--sessions",
+        "6",
+        "--time-scale",
+        "800",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let v = json_of(&output);
+    assert_eq!(v["agreement"]["agree"], 6, "{}", v["agreement"]);
+    assert!(
+        v["notes"]
+            .to_string()
+            .contains("48 sessions from the transfer log"),
+        "{}",
+        v["notes"]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
