@@ -189,24 +189,8 @@ pub fn size(
         None => None,
     };
     // Accounts by name; a session without one is an account of its own.
-    let mut accounts: HashMap<&str, u64> = HashMap::new();
-    let mut next_account = 0u64;
-    let mut account_of = Vec::with_capacity(sessions.len());
-    let mut without_user = 0;
-    for s in sessions {
-        let id = match s.user.as_deref() {
-            Some(user) => *accounts.entry(user).or_insert_with(|| {
-                next_account += 1;
-                next_account - 1
-            }),
-            None => {
-                without_user += 1;
-                next_account += 1;
-                next_account - 1
-            }
-        };
-        account_of.push(id);
-    }
+    let account_of = crate::scenario::translog::accounts(sessions);
+    let without_user = sessions.iter().filter(|s| s.user.is_none()).count() as u64;
     // One allocator per server address (sessions to different servers share no ports).
     let mut groups: Vec<(Option<IpAddr>, Vec<usize>)> = Vec::new();
     let mut group_of: HashMap<Option<IpAddr>, usize> = HashMap::new();

@@ -139,36 +139,41 @@ pub enum LogError {
     NoSessions { file: String },
 }
 
+/// Each session's account number: by user name in order of first appearance; a session
+/// whose log names no user is an account of its own (the worst case where accounts share
+/// ports).
+pub fn accounts(sessions: &[LoggedSession]) -> Vec<u64> {
+    let mut numbers: HashMap<&str, u64> = HashMap::new();
+    let mut next = 0u64;
+    let mut new = || {
+        next += 1;
+        next - 1
+    };
+    sessions
+        .iter()
+        .map(|s| match s.user.as_deref() {
+            Some(user) => *numbers.entry(user).or_insert_with(&mut new),
+            None => new(),
+        })
+        .collect()
+}
+
 /// The sessions as a trace to replay: start from the first start, duration (at least
-/// 1 ms), the account by user name in order of first appearance (a session without one is
-/// an account of its own).
+/// 1 ms), the account as [`accounts`] numbers it.
 pub fn to_trace(log: &TransferLog) -> Vec<crate::workload::spec::TraceRecord> {
     let first = log
         .sessions
         .iter()
         .map(|s| s.start)
         .fold(f64::INFINITY, f64::min);
-    let mut accounts: HashMap<&str, u64> = HashMap::new();
-    let mut next = 0u64;
     log.sessions
         .iter()
-        .map(|s| {
-            let account = match s.user.as_deref() {
-                Some(user) => *accounts.entry(user).or_insert_with(|| {
-                    next += 1;
-                    next - 1
-                }),
-                None => {
-                    next += 1;
-                    next - 1
-                }
-            };
-            crate::workload::spec::TraceRecord {
-                start: s.start - first,
-                duration: (s.stop - s.start).max(0.001),
-                account,
-                group: None,
-            }
+        .zip(accounts(&log.sessions))
+        .map(|(s, account)| crate::workload::spec::TraceRecord {
+            start: s.start - first,
+            duration: (s.stop - s.start).max(0.001),
+            account,
+            group: None,
         })
         .collect()
 }
@@ -430,16 +435,11 @@ fn read_one(
                 }
             }
             _ => {
-                let Some(partial) = open.remove(&uuid) else {
-                    log.issues.add(
-                        IssueKind::Unmatched,
-                        path,
-                        number,
-                        format!("a Session Stop for uuid={uuid} without its Start"),
-                    );
-                    continue;
-                };
-                let Some((start, _)) = partial.start else {
+                let started = open.remove(&uuid).and_then(|partial| {
+                    let (start, _) = partial.start?;
+                    Some((partial, start))
+                });
+                let Some((partial, start)) = started else {
                     log.issues.add(
                         IssueKind::Unmatched,
                         path,
