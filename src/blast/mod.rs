@@ -301,23 +301,38 @@ impl BlastConfig {
                 starts.push(a.at);
             }
         }
+        // When the first n transfers are all over: the latest end of any of their attempts
+        // (the run lasts until then, not until the last start).
+        let mut ends = vec![0.0f64; starts.len()];
+        for a in &attempts {
+            if let Some(end) = ends.get_mut(a.transfer as usize) {
+                *end = end.max(a.at.as_secs_f64() + a.holding.as_secs_f64());
+            }
+        }
+        let over_by: Vec<f64> = ends
+            .iter()
+            .scan(0.0f64, |latest, &end| {
+                *latest = latest.max(end);
+                Some(*latest)
+            })
+            .collect();
         // A trace may hold fewer; the cap cut only when it was reached.
         let capped_by_sessions = more && starts.len() as u64 >= transfers;
         starts.truncate(transfers as usize);
-        let span = starts
-            .last()
+        let span = over_by
+            .get(starts.len().saturating_sub(1))
             .copied()
-            .unwrap_or(SimTime::ZERO)
-            .as_secs_f64();
+            .unwrap_or(0.0);
         let scale = match self.time_scale {
             Some(scale) => scale,
             None => (span / REPLAY_BUDGET.as_secs_f64()).clamp(1.0, finest.max(1.0)),
         };
         let within = scale * REPLAY_BUDGET.as_secs_f64();
         let keep = if self.time_scale.is_none() {
-            starts
+            over_by
                 .iter()
-                .take_while(|t| t.as_secs_f64() <= within)
+                .take(starts.len())
+                .take_while(|&&end| end <= within)
                 .count()
         } else {
             starts.len()
@@ -2081,6 +2096,25 @@ mod tests {
         assert!(
             capped.contains("first 20 transfers (--sessions)"),
             "{capped}"
+        );
+        assert!(prepared.header.expected_s <= REPLAY_BUDGET.as_secs_f64() * 1.1);
+        // The budget holds the run until its last transfer ends, not until it starts: the
+        // example log's first 6 sessions start within 1267 s and end at 3155 s.
+        let log = Scenario::parse(
+            "name = \"from-log\"\n[server]\nos = \"windows\"\n[workload]\narrivals = \"trace\"\ntrace = \"aspera-scp-transfer.log\"\n",
+            "tests/data/logs/from-log.toml".as_ref(),
+        )
+        .unwrap();
+        let capped = BlastConfig {
+            sessions: Some(6),
+            ..BlastConfig::from_scenario(&log)
+        };
+        let prepared = prepare(&capped).unwrap();
+        assert_eq!(prepared.header.transfers, 6);
+        assert!(
+            (prepared.header.expected_s - REPLAY_BUDGET.as_secs_f64()).abs() < 0.5,
+            "{} s",
+            prepared.header.expected_s
         );
     }
 
