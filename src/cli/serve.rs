@@ -162,10 +162,19 @@ pub(super) fn serve(args: &ServeArgs) -> Result<Outcome, UsageError> {
                     format!("{key:016x}")
                 }
             ),
-            serde_json::json!({"event": "listening", "os": description.os.name(),
-                "control": server.control_addr().to_string(), "control_why": control_why, "udp": udp,
-                "max_sessions": args.max_sessions,
-                "key": if chosen { None } else { Some(format!("{key:016x}")) }}),
+            {
+                let mut event = serde_json::json!({"event": "listening", "os": description.os.name(),
+                    "control": server.control_addr().to_string(), "control_why": control_why, "udp": udp,
+                    "max_sessions": args.max_sessions,
+                    "key": if chosen { None } else { Some(format!("{key:016x}")) }});
+                // The first line of the run carries its provenance, as every JSON report does.
+                if let (Some(provenance), Some(object)) =
+                    (crate::report::Provenance::current(), event.as_object_mut())
+                {
+                    provenance.insert_into(object);
+                }
+                event
+            },
         );
         let deadline = args
             .duration

@@ -70,6 +70,18 @@ impl Provenance {
         PROVENANCE.with(|p| *p.borrow_mut() = provenance);
     }
 
+    /// The provenance installed on this thread, if any.
+    pub fn current() -> Option<Provenance> {
+        PROVENANCE.with(|p| p.borrow().clone())
+    }
+
+    /// The three keys, for a JSON object built by hand (a line of JSON lines).
+    pub fn insert_into(&self, object: &mut serde_json::Map<String, serde_json::Value>) {
+        object.insert("udprange_version".into(), env!("CARGO_PKG_VERSION").into());
+        object.insert("command_line".into(), self.command_line.clone().into());
+        object.insert("started_at".into(), self.started_at.clone().into());
+    }
+
     /// The three keys as JSON lines (two spaces in, a comma after each).
     fn json_lines(&self) -> String {
         let string = |s: &str| serde_json::to_string(s).expect("strings serialize");

@@ -170,6 +170,16 @@ fn serve_writes_json_lines_and_ends_on_its_own() {
     ]);
     let listening: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(listening["event"], "listening");
+    // The run's first JSON line carries its provenance, as every JSON report does.
+    assert_eq!(listening["udprange_version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        listening["command_line"]
+            .as_str()
+            .unwrap()
+            .starts_with("udprange serve "),
+        "{listening}"
+    );
+    assert!(listening["started_at"].as_str().unwrap().ends_with('Z'));
     let key = listening["key"]
         .as_str()
         .expect("a random key, printed")
