@@ -45,6 +45,23 @@ fn of<T: JsonSchema>(command: &str) -> schemars::Schema {
     schema
 }
 
+/// Every object with named properties takes no others: a renamed or added key is a
+/// change of the report's vocabulary, and the schema says so.
+fn closed(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            if object.contains_key("properties") && !object.contains_key("additionalProperties") {
+                object.insert("additionalProperties".into(), false.into());
+            }
+            for child in object.values_mut() {
+                closed(child);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(closed),
+        _ => {}
+    }
+}
+
 /// The schema of `command`'s JSON report, as pretty JSON; `None` for a command without one.
 pub fn schema_text(command: &str) -> Option<String> {
     let schema = match command {
@@ -54,7 +71,9 @@ pub fn schema_text(command: &str) -> Option<String> {
         "audit" => of::<super::audit::AuditReport>(command),
         _ => return None,
     };
-    let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialize");
+    let mut value = serde_json::to_value(&schema).expect("schemas serialize");
+    closed(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).expect("schemas serialize");
     text.push('\n');
     Some(text)
 }

@@ -128,6 +128,12 @@ fn a_wrong_output_does_not_validate() {
     let mut mistyped = good.clone();
     mistyped["udp_range"]["first"] = serde_json::json!("33001");
     assert!(!errors(&schema, &mistyped).is_empty(), "a port is a number");
+    let mut added = good.clone();
+    added["udp_range"]["width"] = serde_json::json!(10);
+    assert!(
+        !errors(&schema, &added).is_empty(),
+        "a key the vocabulary does not have"
+    );
     let mut unprovenanced = good;
     unprovenanced.as_object_mut().unwrap().remove("started_at");
     assert!(
