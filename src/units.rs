@@ -93,7 +93,9 @@ pub enum UnitError {
     Number(String),
     #[error("'{0}' is not a bit rate (examples: 10Mbps, 200Mbit, 1Gbps, 500kbps)")]
     Bitrate(String),
-    #[error("'{0}' is not a size in bytes (examples: 1492B, 64KiB, 9000B)")]
+    #[error(
+        "'{0}' is not a size in bytes (examples: 1492B, 500kB, 64KiB, 12MB, 1GiB; KB is ambiguous: write kB for 1000 bytes or KiB for 1024)"
+    )]
     ByteSize(String),
 }
 
