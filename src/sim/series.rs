@@ -12,6 +12,10 @@ pub struct OccupancySeries {
     width_shift: u32,
     /// ∫ held ports dt within each bucket, in port-nanoseconds.
     area: Vec<f64>,
+    /// The latest time added, in nanoseconds: the last bucket ends here, so its mean is
+    /// over the time it covers, not its whole width (0 in shard files written before).
+    #[serde(default)]
+    end: u64,
 }
 
 /// Width of the buckets before any doubling: 2^20 ns ≈ 1 ms.
@@ -22,6 +26,7 @@ impl Default for OccupancySeries {
         Self {
             width_shift: FIRST_SHIFT,
             area: Vec::new(),
+            end: 0,
         }
     }
 }
@@ -42,6 +47,7 @@ impl OccupancySeries {
         if end <= t {
             return;
         }
+        self.end = self.end.max(end);
         // At most 56 doublings: 256 buckets of 2^56 ns cover every u64.
         while (end - 1) >> self.width_shift >= Self::BUCKETS as u64 {
             self.coarsen();
@@ -87,6 +93,9 @@ impl OccupancySeries {
         {
             return Err(format!("{bad} is not an area of held ports over time"));
         }
+        if u128::from(self.end) > (self.area.len() as u128) << self.width_shift {
+            return Err(format!("it ends at {} ns, past its last bucket", self.end));
+        }
         Ok(())
     }
 
@@ -95,19 +104,44 @@ impl OccupancySeries {
         self.width_shift += 1;
     }
 
-    /// `(bucket start in seconds, mean held ports in the bucket)`.
+    /// `(bucket start in seconds, mean held ports in the bucket)`; the last bucket's mean is
+    /// over the time it covers up to the end.
     pub fn points(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
         let width = (1u64 << self.width_shift) as f64;
-        self.area
-            .iter()
-            .enumerate()
-            .map(move |(i, area)| (i as f64 * width / 1e9, area / width))
+        let last = self.area.len().saturating_sub(1);
+        self.area.iter().enumerate().map(move |(i, area)| {
+            let start = i as f64 * width;
+            let covered = match (i == last, self.end) {
+                (true, end) if end as f64 > start => (end as f64 - start).min(width),
+                _ => width,
+            };
+            (start / 1e9, area / covered)
+        })
+    }
+
+    /// When the series ends, in seconds (the latest time added).
+    pub fn end_s(&self) -> f64 {
+        self.end as f64 / 1e9
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_bucket_is_a_mean_over_the_time_it_covers() {
+        // 10 ports held for 1.5 buckets: both means are 10, not 10 and 5.
+        let mut series = OccupancySeries::default();
+        let width = 1u64 << FIRST_SHIFT;
+        series.add_nanos(0, width + width / 2, 10);
+        let means: Vec<f64> = series.points().map(|(_, mean)| mean).collect();
+        assert_eq!(means, [10.0, 10.0]);
+        assert!(series.check().is_ok());
+        let mut forged = series.clone();
+        forged.end = 3 * width;
+        assert!(forged.check().is_err());
+    }
 
     #[test]
     fn keeps_the_time_weighted_mean_while_coarsening() {
@@ -131,6 +165,7 @@ mod tests {
         let late = OccupancySeries {
             width_shift: 20,
             area: Vec::new(),
+            end: 0,
         };
         for mut s in [series, late] {
             s.add(SimTime::from_secs_f64(1.0), SimTime::END, 2);

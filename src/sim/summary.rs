@@ -74,18 +74,21 @@ impl Context {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Occupancy {
     pub bin_s: f64,
+    /// When the last bin ends (the run's end, within the last bin).
+    pub end_s: f64,
     pub mean_ports_held: Vec<f64>,
 }
 
 impl Occupancy {
-    fn of(points: impl Iterator<Item = (f64, f64)>) -> Self {
-        let points: Vec<(f64, f64)> = points.collect();
+    fn of(series: &crate::sim::OccupancySeries) -> Self {
+        let points: Vec<(f64, f64)> = series.points().collect();
         let bin_s = match points.as_slice() {
             [(a, _), (b, _), ..] => b - a,
             _ => crate::sim::series::OccupancySeries::FIRST_WIDTH_S,
         };
         Self {
             bin_s,
+            end_s: series.end_s(),
             mean_ports_held: points.into_iter().map(|(_, mean)| mean).collect(),
         }
     }
@@ -352,7 +355,7 @@ pub fn summarize(context: Context, results: &[ReplicationResult]) -> Summary {
         .first()
         .filter(|r| r.replication == 0)
         .and_then(|r| r.series.as_ref())
-        .map(|s| Occupancy::of(s.points()))
+        .map(Occupancy::of)
         .unwrap_or_default();
     Summary {
         sessions: results.iter().map(|r| r.unconstrained.sessions).sum(),
