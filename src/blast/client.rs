@@ -487,6 +487,18 @@ impl Sender {
         }
     }
 
+    /// Sends DATA `sequence` and counts it: sent again (`again`) or new.
+    async fn send_data(&mut self, sequence: u64, again: bool, report: &mut ClientReport) {
+        let repr = self.data(sequence);
+        if self.send(&repr, report).await {
+            if again {
+                report.retransmitted += 1;
+            } else {
+                report.sent += 1;
+            }
+        }
+    }
+
     fn data(&self, sequence: u64) -> Repr {
         let payload_len = fasp::data_bytes(self.params.datagram) as u16;
         self.datagram(sequence, Message::Data { payload_len })
@@ -543,10 +555,7 @@ impl Sender {
                     let Some(sequence) = progress.state.owed() else {
                         break;
                     };
-                    let repr = self.data(sequence);
-                    if self.send(&repr, report).await {
-                        report.retransmitted += 1;
-                    }
+                    self.send_data(sequence, true, report).await;
                     sent += 1;
                 }
                 again.sent(sent);
@@ -560,14 +569,7 @@ impl Sender {
                 let Some((sequence, again)) = progress.state.next_to_send() else {
                     break;
                 };
-                let repr = self.data(sequence);
-                if self.send(&repr, report).await {
-                    if again {
-                        report.retransmitted += 1;
-                    } else {
-                        report.sent += 1;
-                    }
-                }
+                self.send_data(sequence, again, report).await;
                 progress.pacer.sent(1);
             }
             progress.sample_rate(report);

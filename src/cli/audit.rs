@@ -293,7 +293,7 @@ pub(super) fn audit(args: &AuditArgs) -> Result<Outcome, UsageError> {
 /// (`passes` with `needed` true or false, `missing`, `undecided` with why).
 fn csv(r: &AuditReport) -> String {
     let mut out = String::from("fate,first,last,ports,needed,why\n");
-    let needed = |b: &PortBounds| b.first <= r.needed.last && b.last >= r.needed.first;
+    let needed = |first: Port, last: Port| first <= r.needed.last && last >= r.needed.first;
     for b in &r.passes {
         let _ = writeln!(
             out,
@@ -301,7 +301,7 @@ fn csv(r: &AuditReport) -> String {
             b.first,
             b.last,
             b.ports,
-            needed(b)
+            needed(b.first, b.last)
         );
     }
     for b in &r.missing {
@@ -309,7 +309,7 @@ fn csv(r: &AuditReport) -> String {
     }
     for u in &r.undecided {
         let why = u.why.join("; ").replace('"', "\"\"");
-        let overlaps = u.first <= r.needed.last && u.last >= r.needed.first;
+        let overlaps = needed(u.first, u.last);
         let _ = writeln!(
             out,
             "undecided,{},{},{},{overlaps},\"{why}\"",

@@ -356,15 +356,10 @@ fn plan_report(args: &SizingArgs) -> Result<PlanReport, UsageError> {
                 format!("the log's peak needs {ports} ports: {e}"),
             )
         })?;
-        let occupied_in_range = server
-            .occupied
-            .range(udp_range.first()..=udp_range.last())
-            .copied()
-            .collect();
         return Ok(PlanReport {
             accounts: None,
             log: Some(log),
-            ..base(ports, udp_range, occupied_in_range)
+            ..base(ports, udp_range, plan::occupied_in(&server, udp_range))
         }
         .with_openings(&requirements(udp_range)));
     }

@@ -188,7 +188,8 @@ pub fn size(server: &ServerSpec, transfers: &Transfers) -> Result<Sizing, PlanEr
     })
 }
 
-fn occupied_in(server: &ServerSpec, range: PortRange) -> Vec<Port> {
+/// The occupied ports inside `range`.
+pub fn occupied_in(server: &ServerSpec, range: PortRange) -> Vec<Port> {
     server
         .occupied
         .range(range.first()..=range.last())

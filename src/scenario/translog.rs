@@ -225,6 +225,16 @@ enum YearOf {
     Wraps(i32),
 }
 
+/// A session with its Start and Stop, before the year of a syslog file is known.
+struct Found {
+    start: Stamp,
+    stop: Stamp,
+    partial: Partial,
+    ending: Ending,
+    file: usize,
+    uuid: String,
+}
+
 /// A session's parts as they are found.
 #[derive(Debug, Default)]
 struct Partial {
@@ -241,7 +251,7 @@ pub fn read(paths: &[PathBuf], options: ReadOptions) -> Result<TransferLog, LogE
         files: paths.to_vec(),
         ..TransferLog::default()
     };
-    let mut found: Vec<(Stamp, Stamp, Partial, Ending, usize, String)> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     for (index, path) in paths.iter().enumerate() {
         let file_error = |message: String| LogError::File {
             file: path.display().to_string(),
@@ -290,7 +300,7 @@ pub fn read(paths: &[PathBuf], options: ReadOptions) -> Result<TransferLog, LogE
             .year
             .unwrap_or_else(|| end_year.unwrap_or(1970) - wraps);
         for entry in &mut found[before..] {
-            for stamp in [&mut entry.0, &mut entry.1] {
+            for stamp in [&mut entry.start, &mut entry.stop] {
                 if let YearOf::Wraps(n) = stamp.year {
                     stamp.year = YearOf::Given(first_year + n);
                 }
@@ -299,17 +309,26 @@ pub fn read(paths: &[PathBuf], options: ReadOptions) -> Result<TransferLog, LogE
     }
     let mut sessions: Vec<LoggedSession> = found
         .into_iter()
-        .map(|(start, stop, partial, ending, file, uuid)| LoggedSession {
-            start: epoch_seconds(start),
-            stop: epoch_seconds(stop),
-            user: partial.user.or(partial.userid),
-            local: partial.local,
-            peer: partial.peer,
-            ending,
-            file,
-            line: partial.start.map_or(0, |(_, line)| line),
-            uuid,
-        })
+        .map(
+            |Found {
+                 start,
+                 stop,
+                 partial,
+                 ending,
+                 file,
+                 uuid,
+             }| LoggedSession {
+                start: epoch_seconds(start),
+                stop: epoch_seconds(stop),
+                user: partial.user.or(partial.userid),
+                local: partial.local,
+                peer: partial.peer,
+                ending,
+                file,
+                line: partial.start.map_or(0, |(_, line)| line),
+                uuid,
+            },
+        )
         .collect();
     sessions.sort_by(|a, b| {
         a.start
@@ -335,7 +354,7 @@ fn read_one(
     path: &Path,
     input: impl Read,
     log: &mut TransferLog,
-    found: &mut Vec<(Stamp, Stamp, Partial, Ending, usize, String)>,
+    found: &mut Vec<Found>,
 ) -> std::io::Result<i32> {
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut buffer = Vec::with_capacity(1024);
@@ -465,7 +484,14 @@ fn read_one(
                     );
                     break;
                 }
-                found.push((start, stamp, partial, ending, index, uuid));
+                found.push(Found {
+                    start,
+                    stop: stamp,
+                    partial,
+                    ending,
+                    file: index,
+                    uuid,
+                });
             }
         }
         if open.len() > MAX_LOG_SESSIONS {
